@@ -1,0 +1,15 @@
+"""Test setup: 8 fake CPU devices, forced before jax is imported anywhere.
+
+Sharding tests build meshes over the first 1, 2, 4 or 8 of these devices.
+"""
+import os
+
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # keep TensorFlow off any GPU
+
+import jax  # noqa: E402  (after the environment is set)
+
+assert jax.device_count() >= 8, f"expected 8 fake CPU devices, got {jax.devices()}"
