@@ -1,0 +1,68 @@
+"""Separable Gaussian blur with a traced sigma (SimCLR / MoCo "GaussianBlur").
+
+SimCLR (``tf2/data_util.py: random_blur``): kernel size = ``side // 10`` made odd as
+``2 * (size // 2) + 1``, ``sigma ~ U(0.1, 2.0)``, normalised kernel, separable convolution.
+
+Padding: **reflect** (``a b c | b a``, torchvision ``F.gaussian_blur``'s mode). The SimCLR TF code
+convolves with zero 'SAME' padding, which darkens a band of ``radius`` pixels along every
+border and so changes the image mean; reflect padding keeps a constant image constant and does
+not invent an edge that the network could key on. Reflect needs ``radius < side``, which holds
+for any kernel built from a fraction < 1 of the side.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def blur_kernel_size(side: int, fraction: float = 0.1) -> int:
+    """Odd kernel size for an image side, as SimCLR: ``2 * (int(fraction * side) // 2) + 1``.
+
+    224 px -> 23, 96 px -> 9, 32 px -> 3; below 20 px (fraction 0.1) it is 1, i.e. no blur.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"blur_kernel_fraction={fraction} must be in [0, 1); SimCLR uses 0.1")
+    return 2 * (int(fraction * side) // 2) + 1
+
+
+def gaussian_kernel_1d(sigma, size: int) -> jax.Array:
+    """Normalised 1-D Gaussian ``float32[size]``: ``exp(-x^2 / (2 sigma^2)) / sum``, x centred.
+
+    ``size`` must be a positive odd (static) int; ``sigma`` may be traced.
+    """
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"Gaussian kernel size={size} must be a positive odd integer")
+    radius = size // 2
+    x = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    sigma = jnp.asarray(sigma, jnp.float32)
+    weights = jnp.exp(-(x ** 2) / (2.0 * sigma ** 2))
+    return weights / jnp.sum(weights)
+
+
+def _blur_axis(image: jax.Array, kernel: jax.Array, axis: int) -> jax.Array:
+    """Convolve ``image`` along ``axis`` with a symmetric odd ``kernel``, reflect padding.
+
+    Written as a static sum of ``size`` shifted slices (fused by XLA into one pass); under
+    ``vmap`` every image keeps its own kernel without a grouped convolution.
+    """
+    size = kernel.shape[0]
+    radius = size // 2
+    if radius == 0:
+        return image * kernel[0]
+    length = image.shape[axis]
+    if radius >= length:
+        raise ValueError(f"blur radius {radius} must be smaller than the image side {length}; "
+                         f"lower blur_kernel_fraction")
+    pad = [(0, 0)] * image.ndim
+    pad[axis] = (radius, radius)
+    padded = jnp.pad(image, pad, mode="reflect")
+    out = 0.0
+    for k in range(size):
+        out = out + kernel[k] * jax.lax.slice_in_dim(padded, k, k + length, axis=axis)
+    return out
+
+
+def gaussian_blur(image: jax.Array, sigma, kernel_size: int) -> jax.Array:
+    """Blur one image ``[H, W, C]`` with a separable Gaussian (rows, then columns)."""
+    kernel = gaussian_kernel_1d(sigma, kernel_size)
+    return _blur_axis(_blur_axis(image, kernel, axis=-3), kernel, axis=-2)

@@ -1,0 +1,146 @@
+"""Config helpers: the base config every preset starts from, durations, and validation.
+
+A preset in ``configs/`` calls :func:`base_config`, sets the paper's values, and returns the
+config locked (``ml_collections`` raises on a misspelt key, in the file or on the command line).
+:func:`validate` runs before any device work and names the field, the value and the fix.
+"""
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+KNOWN_METHODS = ("simclr",)
+KNOWN_DATASETS = ("digits", "cifar10", "cifar100", "stl10", "imagenet2012")
+KNOWN_BACKBONES = ("small_cnn", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small", "vit_base")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """All fields with neutral defaults. Presets override; unknown keys are refused once locked."""
+    c = ml_collections.ConfigDict()
+    c.method = "simclr"
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict(dict(
+        name="digits",
+        data_dir=ml_collections.FieldReference(None, field_type=str),
+        image_size=32,            # side of the augmented views fed to the model
+        pretrain_split=ml_collections.FieldReference(None, field_type=str),  # None: dataset default
+        train_split=ml_collections.FieldReference(None, field_type=str),
+        test_split=ml_collections.FieldReference(None, field_type=str),
+        crop_scale=(0.08, 1.0),   # host-side crops (ImageNet-scale sources)
+        crop_ratio=(3 / 4, 4 / 3),
+    ))
+
+    # On-device view augmentation (jaxssl.augment.image.ViewConfig fields).
+    c.augment = ml_collections.ConfigDict(dict(
+        crop=True, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), resize_method="bicubic",
+        flip_prob=0.5, jitter_prob=0.8, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
+        brightness_mode="multiplicative", jitter_random_order=True, grayscale_prob=0.2,
+        blur_prob=0.5, blur_sigma=(0.1, 2.0), blur_kernel_fraction=0.1,
+        solarize_prob=0.0, solarize_threshold=0.5,
+    ))
+    c.eval_crop_fraction = 0.875  # SimCLR eval preprocessing: centre crop 0.875 then resize
+
+    c.model = ml_collections.ConfigDict(dict(
+        backbone="resnet18",
+        stem="imagenet",          # 'imagenet' (7x7/2 + max-pool) or 'cifar' (3x3/1, no pool)
+        width_multiplier=1,
+        patch_size=16,            # ViT backbones
+        head="simclr_v2",         # 'simclr_v1' (2 layers) or 'simclr_v2' (3 layers, BN everywhere)
+        head_hidden_dim=2048,
+        head_output_dim=128,
+        dtype="float32",          # compute dtype: 'float32' or 'bfloat16' (params stay float32)
+    ))
+
+    c.loss = ml_collections.ConfigDict(dict(
+        temperature=0.1,
+        blockwise=False,          # chunked-logsumexp NT-Xent for very large global batches
+        block_size=4096,
+    ))
+
+    c.optim = ml_collections.ConfigDict(dict(
+        name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, momentum=0.9,
+        nesterov=False, trust_coefficient=1e-3, b1=0.9, b2=0.999, eps=1e-8,
+        warmup_epochs=10.0, warmup_fraction=0.0, schedule="cosine",
+        step_boundaries_epochs=(60, 80), step_factor=0.1, grad_clip_norm=0.0,
+    ))
+
+    c.train = ml_collections.ConfigDict(dict(
+        batch_size=256,           # global batch (all devices, all processes)
+        num_epochs=0.0,           # exactly one of num_epochs / num_steps is > 0
+        num_steps=0,
+        log_every_steps=50,
+        checkpoint_every_steps=1000,
+        max_checkpoints_to_keep=3,
+        eval_every_steps=0,       # 0: evaluate only at the end
+        nonfinite_policy="skip",  # 'skip' | 'abort': what a NaN/Inf loss or gradient does
+    ))
+
+    c.eval = ml_collections.ConfigDict(dict(
+        enabled=True,
+        batch_size=512,
+        knn_k=200, knn_temperature=0.1,
+        few_labels_per_class=10, few_labels_seed=0,
+        linear_protocol="lbfgs",  # 'lbfgs' (converged, small data) | 'simclr' | 'moco'
+        linear_epochs=90, linear_batch_size=4096, linear_lr=0.0, linear_weight_decay=-1.0,
+        baselines=("random_init", "raw_pixels"),
+        embedding_map=False,      # quickstart: 2-D map of test embeddings (needs matplotlib)
+    ))
+
+    c.mesh = ml_collections.ConfigDict(dict(num_devices=0))  # 0: all visible devices
+    return c
+
+
+def parse_arg(arg: str | None, choices: dict, default: str) -> str:
+    """The ``:ARG`` of ``--config=configs/FILE.py:ARG``, checked against ``choices``."""
+    arg = arg or default
+    if arg not in choices:
+        raise ValueError(f"config argument {arg!r} is not one of {sorted(choices)}; "
+                         f"use --config=configs/FILE.py:{sorted(choices)[0]}")
+    return arg
+
+
+def total_steps(train_cfg, steps_per_epoch: int) -> int:
+    """Training length in steps from ``train.num_steps`` or ``train.num_epochs``."""
+    if train_cfg.num_steps > 0:
+        return int(train_cfg.num_steps)
+    return int(math.ceil(train_cfg.num_epochs * steps_per_epoch))
+
+
+def _fail(field: str, value, fix: str):
+    raise ValueError(f"config field {field}={value!r} is invalid: {fix}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Check a config before any device work; raise ``ValueError`` naming field, value and fix."""
+    if config.method not in KNOWN_METHODS:
+        _fail("method", config.method, f"use one of {list(KNOWN_METHODS)}")
+    if config.data.name not in KNOWN_DATASETS:
+        _fail("data.name", config.data.name, f"use one of {list(KNOWN_DATASETS)}")
+    if config.model.backbone not in KNOWN_BACKBONES:
+        _fail("model.backbone", config.model.backbone, f"use one of {list(KNOWN_BACKBONES)}")
+    if config.model.dtype not in ("float32", "bfloat16"):
+        _fail("model.dtype", config.model.dtype, "use 'float32' or 'bfloat16'")
+    t = config.train
+    if (t.num_steps > 0) == (t.num_epochs > 0):
+        raise ValueError(
+            f"config fields train.num_steps={t.num_steps!r} and train.num_epochs={t.num_epochs!r}: "
+            "set exactly one of them to a positive value (the other to 0)")
+    if t.num_steps < 0:
+        _fail("train.num_steps", t.num_steps, "must be positive")
+    if t.num_epochs < 0:
+        _fail("train.num_epochs", t.num_epochs, "must be positive")
+    if t.batch_size <= 0:
+        _fail("train.batch_size", t.batch_size, "must be a positive global batch size")
+    for name in ("log_every_steps", "checkpoint_every_steps"):
+        if t[name] <= 0:
+            _fail(f"train.{name}", t[name], "must be a positive number of steps")
+    if t.nonfinite_policy not in ("skip", "abort"):
+        _fail("train.nonfinite_policy", t.nonfinite_policy, "use 'skip' or 'abort'")
+    if config.optim.base_lr <= 0:
+        _fail("optim.base_lr", config.optim.base_lr, "the learning rate must be > 0")
+    if "temperature" in config.loss and config.loss.temperature <= 0:
+        _fail("loss.temperature", config.loss.temperature, "the temperature must be > 0")
+    if config.mesh.num_devices < 0:
+        _fail("mesh.num_devices", config.mesh.num_devices, "use 0 for all devices or a positive count")

@@ -1,0 +1,374 @@
+"""Pure loss functions of global arrays: NT-Xent, InfoNCE (MoCo v2/v3), masked LM, MAE.
+
+Every function takes *global* ``jax.Array``s (inside a jitted step they are sharded over the
+``"data"`` mesh axis; XLA inserts the collectives) and returns a scalar fp32 loss. Inputs may be
+bf16: projections and logits are cast to fp32 before normalisation, similarity matmuls run at
+``Precision.HIGHEST`` and every softmax / logsumexp is fp32 (DESIGN.md, "Precision").
+
+Because the contrastive losses see the global batch, negatives come from every device and
+``jax.grad`` of the loss is the gradient of the global objective: no per-device averaging, no
+world-size factor (the trap of lightly #1920/#1977). ``nt_xent_blockwise`` is the one place
+that needs per-device blocks (a chunked logsumexp against all-gathered columns); it uses
+``jax.shard_map`` and returns the same value and gradients as ``nt_xent``.
+
+Also here: ``patchify`` / ``unpatchify`` in MAE's patch and pixel order.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, PartitionSpec as P
+
+from jaxssl.sharding import DATA_AXIS
+
+# Subtracted from self-similarity logits, as ``LARGE_NUM`` in SimCLR's tf2/objective.py.
+LARGE_NUM = 1e9
+# Squared-norm floor of the L2 normalisation, as ``tf.math.l2_normalize`` (epsilon=1e-12).
+L2_EPS_SQUARED = 1e-12
+# Column chunk of ``nt_xent_blockwise`` when ``block_size`` is None.
+DEFAULT_BLOCK_SIZE = 1024
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
+    """``x / max(||x||, 1e-6)`` along ``axis`` in fp32 (``tf.math.l2_normalize`` semantics).
+
+    A zero row stays zero (and has finite gradients) instead of becoming NaN.
+    """
+    x = x.astype(jnp.float32)
+    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+    return x * jax.lax.rsqrt(jnp.maximum(sq, L2_EPS_SQUARED))
+
+
+def _sim(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ b.T`` in fp32 at full precision: ``[R, D] x [C, D] -> [R, C]``."""
+    return jnp.einsum("rd,cd->rc", a, b, precision=_HIGHEST, preferred_element_type=jnp.float32)
+
+
+def _check_pair(z_a: jax.Array, z_b: jax.Array, fn: str) -> None:
+    if z_a.ndim != 2 or z_a.shape != z_b.shape:
+        raise ValueError(
+            f"{fn}: expected two [N, D] projections of the same shape, got z_a{tuple(z_a.shape)} "
+            f"and z_b{tuple(z_b.shape)}; pass the two views' projections row-aligned")
+
+
+def _check_temperature(temperature, fn: str) -> None:
+    if isinstance(temperature, (int, float)) and temperature <= 0:
+        raise ValueError(f"{fn}: temperature={temperature} must be > 0 (SimCLR uses 0.1 / 0.5)")
+
+
+# --------------------------------------------------------------------------- NT-Xent (SimCLR)
+
+def nt_xent(z_a: jax.Array, z_b: jax.Array, temperature: float) -> jax.Array:
+    """SimCLR's normalised-temperature cross entropy over the global batch.
+
+    Args:
+      z_a, z_b: ``[N, D]`` unnormalised projections of the two views (any float dtype); row
+        ``i`` of ``z_a`` and row ``i`` of ``z_b`` are a positive pair.
+      temperature: ``tau`` > 0.
+
+    Returns:
+      fp32 scalar, the SimCLR paper's loss (Chen et al. 2020, eq. 1):
+
+        l(i, j) = -log  exp(sim(z_i, z_j) / tau) / sum_{k != i} exp(sim(z_i, z_k) / tau)
+        L = 1/(2N) sum_{k=1..N} [ l(2k-1, 2k) + l(2k, 2k-1) ]
+
+      i.e. the mean over all 2N anchors of the cross-entropy of the anchor's positive against
+      the other 2N - 1 candidates, with ``sim`` the cosine similarity. Self-similarity is
+      removed by subtracting ``LARGE_NUM`` = 1e9 from it, as the TF reference does.
+
+    Note: SimCLR's reference (``tf2/objective.py::add_contrastive_loss``) returns
+    ``mean(loss_a + loss_b)``, which is **twice** this value (and twice its gradient); scale
+    the learning rate or the loss by 2 to reproduce it bit for bit.
+
+    Memory is ``O((2N)^2)``; for large global batches use ``nt_xent_blockwise``.
+    """
+    _check_pair(z_a, z_b, "nt_xent")
+    _check_temperature(temperature, "nt_xent")
+    n = z_a.shape[0]
+    z_2NxD = jnp.concatenate([l2_normalize(z_a), l2_normalize(z_b)], axis=0)
+    logits_2Nx2N = _sim(z_2NxD, z_2NxD) / temperature
+    logits_2Nx2N = logits_2Nx2N - LARGE_NUM * jnp.eye(2 * n, dtype=jnp.float32)
+    positive_idx = (jnp.arange(2 * n) + n) % (2 * n)
+    pos_2N = jnp.take_along_axis(logits_2Nx2N, positive_idx[:, None], axis=1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(logits_2Nx2N, axis=1) - pos_2N)
+
+
+def _chunked_anchor_losses(anchors_RxD, positive_R, self_col_R, cols_CxD, temperature, block_size):
+    """Per-anchor ``logsumexp_{c != self}(anchor . col_c / T) - positive`` without the [R, C] matrix.
+
+    Columns are processed ``block_size`` at a time with a running (online) logsumexp
+    ``(m, s)``: ``m`` is a running max (under ``stop_gradient``: the logsumexp does not depend on
+    it, so its gradient is exact) and ``s = sum exp(logit - m)``. The chunk body is wrapped in
+    ``jax.checkpoint``, so the backward pass keeps only the carries (``O(R)`` per chunk) and
+    recomputes each ``[R, block_size]`` logit block, instead of storing all of them. Full chunks
+    run in a ``lax.scan``; a remainder (when ``block_size`` does not divide ``C``) runs once
+    more with its own static shape, so nothing is padded.
+    """
+    num_cols = cols_CxD.shape[0]
+
+    @jax.checkpoint
+    def update(carry, chunk_BxD, col_start):
+        m_R, s_R = carry
+        logits_RxB = _sim(anchors_RxD, chunk_BxD) / temperature
+        col_idx = col_start + jnp.arange(chunk_BxD.shape[0])
+        is_self = (col_idx[None, :] == self_col_R[:, None]).astype(jnp.float32)
+        logits_RxB = logits_RxB - LARGE_NUM * is_self
+        m_new = jax.lax.stop_gradient(jnp.maximum(m_R, jnp.max(logits_RxB, axis=1)))
+        s_new = s_R * jnp.exp(m_R - m_new) + jnp.sum(jnp.exp(logits_RxB - m_new[:, None]), axis=1)
+        return m_new, s_new
+
+    # ``*_like(positive_R)`` keeps the carry's shard_map varying-axes type equal to the body's.
+    carry = (jnp.full_like(positive_R, -jnp.inf), jnp.zeros_like(positive_R))
+    num_full = num_cols // block_size
+    if num_full:
+        full_KxBxD = cols_CxD[: num_full * block_size].reshape(num_full, block_size, -1)
+        starts_K = jnp.arange(num_full, dtype=jnp.int32) * block_size
+        carry, _ = jax.lax.scan(lambda c, xs: (update(c, *xs), None), carry, (full_KxBxD, starts_K))
+    if num_cols % block_size:
+        carry = update(carry, cols_CxD[num_full * block_size:], jnp.int32(num_full * block_size))
+    m_R, s_R = carry
+    return m_R + jnp.log(s_R) - positive_R
+
+
+def _local_nt_xent_sum(a_nxD, b_nxD, a_all_NxD, b_all_NxD, row_offset, temperature, block_size):
+    """Sum of the NT-Xent anchor losses of the local rows against all 2N columns.
+
+    Anchors are the local rows of view a (global rows ``row_offset + i``) and of view b
+    (global rows ``N + row_offset + i``) in the column layout ``[a_all; b_all]``.
+    """
+    n = a_nxD.shape[0]
+    big_n = a_all_NxD.shape[0]
+    local = jnp.arange(n, dtype=jnp.int32) + row_offset
+    anchors_2nxD = jnp.concatenate([a_nxD, b_nxD], axis=0)
+    self_col_2n = jnp.concatenate([local, local + big_n])
+    pos_n = jnp.sum(a_nxD * b_nxD, axis=1) / temperature   # the positive logit, from the pair
+    positive_2n = jnp.concatenate([pos_n, pos_n])
+    cols_2NxD = jnp.concatenate([a_all_NxD, b_all_NxD], axis=0)
+    losses_2n = _chunked_anchor_losses(
+        anchors_2nxD, positive_2n, self_col_2n, cols_2NxD, temperature, block_size)
+    return jnp.sum(losses_2n)
+
+
+def nt_xent_blockwise(z_a: jax.Array, z_b: jax.Array, temperature: float,
+                      mesh: Optional[Mesh] = None, block_size: Optional[int] = None) -> jax.Array:
+    """``nt_xent`` (same value and gradients) with memory linear in the per-device batch.
+
+    With a mesh, under ``jax.shard_map`` over ``"data"`` each device holds ``n = N / devices``
+    rows of each view; it L2-normalises them, all-gathers the columns of both views
+    (``jax.lax.all_gather(tiled=True)``; its transpose, a reduce-scatter, sends every device's
+    column gradients back to the rows' owner, so gradients are exact), and computes the loss of
+    its ``2n`` anchors against the ``2N`` columns ``block_size`` columns at a time with an online
+    logsumexp (``jax.checkpoint`` around the chunk body, see ``_chunked_anchor_losses``). Peak
+    activation memory is ``O(2n * block_size)`` plus the gathered ``[2N, D]`` columns, forward
+    and backward. The positive logit is ``<a_i, b_i> / T`` computed from the paired local rows.
+    The mean over anchors is ``psum(local sum) / (2N)``: the global mean, not a mean of means.
+
+    Args:
+      z_a, z_b: ``[N, D]`` unnormalised projections (global arrays; any float dtype).
+      temperature: ``tau`` > 0.
+      mesh: mesh with a ``"data"`` axis whose size divides ``N``. ``None``: one-device path
+        (chunked logsumexp only, no collectives).
+      block_size: columns per chunk (default ``DEFAULT_BLOCK_SIZE``); need not divide ``2N``.
+
+    Returns:
+      fp32 scalar equal to ``nt_xent(z_a, z_b, temperature)``.
+    """
+    _check_pair(z_a, z_b, "nt_xent_blockwise")
+    _check_temperature(temperature, "nt_xent_blockwise")
+    block_size = DEFAULT_BLOCK_SIZE if block_size is None else int(block_size)
+    if block_size <= 0:
+        raise ValueError(f"nt_xent_blockwise: block_size={block_size} must be a positive number of columns")
+    big_n = z_a.shape[0]
+
+    if mesh is None:
+        a, b = l2_normalize(z_a), l2_normalize(z_b)
+        total = _local_nt_xent_sum(a, b, a, b, 0, temperature, block_size)
+        return total / (2 * big_n)
+
+    if DATA_AXIS not in mesh.axis_names:
+        raise ValueError(f"nt_xent_blockwise: mesh axes {mesh.axis_names} lack {DATA_AXIS!r}; "
+                         f"build the mesh with jaxssl.sharding.make_mesh")
+    world = mesh.shape[DATA_AXIS]
+    if big_n % world:
+        raise ValueError(f"nt_xent_blockwise: batch N={big_n} is not divisible by the {world} devices "
+                         f"of the {DATA_AXIS!r} axis; use a multiple of {world}")
+
+    def per_device(a_nxD, b_nxD):
+        a_nxD, b_nxD = l2_normalize(a_nxD), l2_normalize(b_nxD)
+        a_all = jax.lax.all_gather(a_nxD, DATA_AXIS, tiled=True)
+        b_all = jax.lax.all_gather(b_nxD, DATA_AXIS, tiled=True)
+        row_offset = jax.lax.axis_index(DATA_AXIS).astype(jnp.int32) * a_nxD.shape[0]
+        local_sum = _local_nt_xent_sum(a_nxD, b_nxD, a_all, b_all, row_offset, temperature, block_size)
+        return jax.lax.psum(local_sum, DATA_AXIS) / (2 * big_n)
+
+    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(DATA_AXIS), P(DATA_AXIS)), out_specs=P())
+    return sharded(z_a, z_b)
+
+
+# --------------------------------------------------------------------------- MoCo
+
+def info_nce(q: jax.Array, k: jax.Array, queue: jax.Array, temperature: float) -> jax.Array:
+    """MoCo v2's InfoNCE with a queue of negatives (He et al. 2020, eq. 1).
+
+        L = -1/N sum_i log  exp(q_i.k_i / T) / (exp(q_i.k_i / T) + sum_j exp(q_i.queue_j / T))
+
+    i.e. cross-entropy of logits ``[q.k / T, q queue^T / T]`` with label 0 (moco/builder.py).
+
+    Args:
+      q: ``[N, D]`` unnormalised queries (online encoder).
+      k: ``[N, D]`` unnormalised keys (momentum encoder); gradient stopped.
+      queue: ``[K, D]`` already L2-normalised keys of earlier batches; gradient stopped.
+      temperature: T > 0 (0.2 for MoCo v2, 0.07 for v1).
+
+    Returns:
+      fp32 scalar, the mean over the N queries.
+    """
+    _check_temperature(temperature, "info_nce")
+    if q.ndim != 2 or q.shape != k.shape or queue.ndim != 2 or queue.shape[1] != q.shape[1]:
+        raise ValueError(f"info_nce: expected q, k [N, D] and queue [K, D], got q{tuple(q.shape)}, "
+                         f"k{tuple(k.shape)}, queue{tuple(queue.shape)}")
+    q = l2_normalize(q)
+    k = jax.lax.stop_gradient(l2_normalize(k))
+    queue = jax.lax.stop_gradient(queue.astype(jnp.float32))
+    l_pos_N = jnp.sum(q * k, axis=1) / temperature
+    l_neg_NxK = _sim(q, queue) / temperature
+    logits = jnp.concatenate([l_pos_N[:, None], l_neg_NxK], axis=1)
+    return jnp.mean(jax.nn.logsumexp(logits, axis=1) - l_pos_N)
+
+
+def mocov3_contrastive(q: jax.Array, k: jax.Array, temperature: float) -> jax.Array:
+    """MoCo v3's ``ctr(q, k)`` with in-batch negatives (moco-v3 builder.py ``contrastive_loss``).
+
+        ctr(q, k) = 2T * CE(softmax(q k^T / T), labels=arange(N))
+
+    over the global batch: query ``i``'s positive is key ``i``, the other N - 1 keys are its
+    negatives. The factor ``2T`` is the reference's scaling. The symmetric loss
+    ``ctr(q1, k2) + ctr(q2, k1)`` is assembled by the method.
+
+    Args:
+      q: ``[N, D]`` unnormalised predictor outputs (online branch).
+      k: ``[N, D]`` unnormalised momentum-encoder outputs; gradient stopped (the reference's
+        ``concat_all_gather`` carries none).
+      temperature: T > 0 (1.0 for ResNet, 0.2 for ViT).
+
+    Returns:
+      fp32 scalar.
+    """
+    _check_pair(q, k, "mocov3_contrastive")
+    _check_temperature(temperature, "mocov3_contrastive")
+    q = l2_normalize(q)
+    k = jax.lax.stop_gradient(l2_normalize(k))
+    logits_NxN = _sim(q, k) / temperature
+    pos_N = jnp.diagonal(logits_NxN)
+    return jnp.mean(jax.nn.logsumexp(logits_NxN, axis=1) - pos_N) * (2.0 * temperature)
+
+
+# --------------------------------------------------------------------------- masked LM
+
+def masked_lm_loss(logits: jax.Array, targets: jax.Array, weights: jax.Array):
+    """Weighted token cross-entropy of BERT's masked-LM head (``get_masked_lm_output``).
+
+        loss = sum_{b,p} w_bp * CE(logits_bp, target_bp) / max(sum_{b,p} w_bp, 1)
+
+    Args:
+      logits: ``[B, P, V]`` vocabulary logits at the P prediction slots (any float dtype;
+        log-softmax in fp32).
+      targets: ``[B, P]`` int32 original token ids.
+      weights: ``[B, P]`` float32, 1 at real predictions, 0 at padding slots (rows may be all 0).
+
+    Returns:
+      ``(loss, metrics)``: loss an fp32 scalar; metrics a dict of fp32 scalars that aggregate
+      exactly across batches by summing: ``correct`` (weighted count of argmax == target),
+      ``weight_sum`` (sum of weights; the accuracy denominator), ``ce_sum`` (weighted CE sum;
+      perplexity = exp(sum ce_sum / sum weight_sum)), plus this batch's ``accuracy``.
+    """
+    if logits.ndim != 3 or targets.shape != logits.shape[:2] or weights.shape != targets.shape:
+        raise ValueError(f"masked_lm_loss: expected logits [B, P, V], targets and weights [B, P], got "
+                         f"logits{tuple(logits.shape)}, targets{tuple(targets.shape)}, "
+                         f"weights{tuple(weights.shape)}")
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    ce_BxP = -jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    w = weights.astype(jnp.float32)
+    ce_sum = jnp.sum(w * ce_BxP)
+    weight_sum = jnp.sum(w)
+    denom = jnp.maximum(weight_sum, 1.0)
+    correct = jnp.sum(w * (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32))
+    metrics = {"correct": correct, "weight_sum": weight_sum, "ce_sum": ce_sum,
+               "accuracy": correct / denom}
+    return ce_sum / denom, metrics
+
+
+# --------------------------------------------------------------------------- MAE
+
+def patchify(images: jax.Array, p: int) -> jax.Array:
+    """``[B, H, W, C] -> [B, (H/p)*(W/p), p*p*C]``, MAE's order (models_mae.py ``patchify``).
+
+    Patches are row-major over the ``(H/p, W/p)`` grid; inside a patch pixels are ordered
+    ``(row, col, channel)``.
+    """
+    b, h, w, c = images.shape
+    if h % p or w % p:
+        raise ValueError(f"patchify: image size {h}x{w} is not divisible by patch size p={p}; "
+                         f"resize/crop to a multiple of {p}")
+    x = images.reshape(b, h // p, p, w // p, p, c)
+    x = jnp.transpose(x, (0, 1, 3, 2, 4, 5))
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def unpatchify(patches: jax.Array, p: int, grid_hw: Optional[tuple[int, int]] = None) -> jax.Array:
+    """Inverse of ``patchify``: ``[B, N, p*p*C] -> [B, gh*p, gw*p, C]``.
+
+    ``grid_hw`` is the ``(H/p, W/p)`` patch grid; by default square (``sqrt(N)``, as MAE).
+    """
+    b, n, d = patches.shape
+    if d % (p * p):
+        raise ValueError(f"unpatchify: last dim {d} is not p*p*C for p={p}")
+    c = d // (p * p)
+    if grid_hw is None:
+        side = math.isqrt(n)
+        if side * side != n:
+            raise ValueError(f"unpatchify: N={n} patches is not a square grid; pass grid_hw=(H/p, W/p)")
+        grid_hw = (side, side)
+    gh, gw = grid_hw
+    if gh * gw != n:
+        raise ValueError(f"unpatchify: grid_hw={grid_hw} has {gh * gw} patches, but N={n}")
+    x = patches.reshape(b, gh, gw, p, p, c)
+    x = jnp.transpose(x, (0, 1, 3, 2, 4, 5))
+    return x.reshape(b, gh * p, gw * p, c)
+
+
+def mae_loss(pred: jax.Array, target_patches: jax.Array, mask: jax.Array,
+             norm_pix_loss: bool = True) -> jax.Array:
+    """MAE's reconstruction loss (models_mae.py ``forward_loss``), on removed patches only.
+
+        t = (x - mean(x)) / sqrt(var(x) + 1e-6)   per patch, if norm_pix_loss
+        L = sum_{b,n} m_bn * mean_j (pred_bnj - t_bnj)^2 / sum_{b,n} m_bn
+
+    ``var`` is the unbiased (ddof=1) variance over the patch's ``p*p*C`` values, as
+    ``torch.Tensor.var``'s default in the reference.
+
+    Args:
+      pred: ``[B, N, p*p*C]`` decoder predictions (any float dtype; math in fp32).
+      target_patches: ``[B, N, p*p*C]`` ``patchify(images, p)``.
+      mask: ``[B, N]``, 1 = masked/removed (counted), 0 = visible (ignored).
+      norm_pix_loss: normalise each target patch by its mean and std (MAE default True).
+
+    Returns:
+      fp32 scalar; 0 if no patch is masked (the reference would divide by 0).
+    """
+    if pred.shape != target_patches.shape or pred.ndim != 3 or mask.shape != pred.shape[:2]:
+        raise ValueError(f"mae_loss: expected pred and target [B, N, p*p*C] and mask [B, N], got "
+                         f"pred{tuple(pred.shape)}, target{tuple(target_patches.shape)}, mask{tuple(mask.shape)}")
+    target = target_patches.astype(jnp.float32)
+    if norm_pix_loss:
+        mean = jnp.mean(target, axis=-1, keepdims=True)
+        var = jnp.var(target, axis=-1, keepdims=True, ddof=1)
+        target = (target - mean) * jax.lax.rsqrt(var + 1e-6)
+    per_patch = jnp.mean(jnp.square(pred.astype(jnp.float32) - target), axis=-1)
+    m = mask.astype(jnp.float32)
+    return jnp.sum(per_patch * m) / jnp.maximum(jnp.sum(m), 1.0)

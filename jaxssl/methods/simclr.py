@@ -1,0 +1,87 @@
+"""SimCLR (Chen et al., 2020; v2: Chen et al., 2020b).
+
+One step: two augmented views of each image of the global batch, one forward pass of
+backbone + projection head over the 2N views (BatchNorm statistics over all 2N views of the
+*global* batch, the reference's cross-replica BN), and the NT-Xent loss
+
+    l(i, j) = -log  exp(sim(z_i, z_j) / T) / sum_{k != i} exp(sim(z_i, z_k) / T)
+
+averaged over all 2N anchors, with negatives from every device (``jaxssl.losses.nt_xent``).
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxssl import losses, rng
+from jaxssl.methods.image import ImageMethod
+from jaxssl.models import heads, registry
+
+
+class BackboneWithHead(nn.Module):
+    """``backbone(x) -> h [B, D]`` then ``head(h) -> z [B, d]``; returns ``(h, z)``."""
+    backbone: nn.Module
+    head: nn.Module
+
+    def __call__(self, x, train: bool):
+        h = self.backbone(x, train=train)
+        return h, self.head(h, train=train)
+
+    def features(self, x):
+        return self.backbone(x, train=False)
+
+
+def backbone_kwargs(model_cfg) -> dict:
+    dtype = jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32
+    name = model_cfg.backbone
+    if name.startswith("resnet"):
+        return dict(stem=model_cfg.stem, width_multiplier=model_cfg.width_multiplier, dtype=dtype)
+    if name.startswith("vit"):
+        return dict(patch_size=model_cfg.patch_size, dtype=dtype)
+    return dict(dtype=dtype)
+
+
+def projection_head(model_cfg) -> nn.Module:
+    dtype = jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32
+    presets = {"simclr_v1": heads.simclr_v1_head, "simclr_v2": heads.simclr_v2_head}
+    if model_cfg.head not in presets:
+        raise ValueError(f"config field model.head={model_cfg.head!r} is unknown for SimCLR; "
+                         f"use one of {sorted(presets)}")
+    return presets[model_cfg.head](model_cfg.head_hidden_dim, model_cfg.head_output_dim, dtype=dtype)
+
+
+class SimCLR(ImageMethod):
+
+    def __init__(self, config, mesh):
+        super().__init__(config, mesh)
+        m = config.model
+        self.model = BackboneWithHead(registry.create_backbone(m.backbone, **backbone_kwargs(m)),
+                                      projection_head(m))
+
+    def init(self, key):
+        variables = self.model.init(key, self.dummy_input(), train=True)
+        params = variables["params"]
+        return params, {k: v for k, v in variables.items() if k != "params"}
+
+    def loss(self, params, model_state, batch, step):
+        view_a, view_b = self.two_views(batch, step)
+        n = view_a.shape[0]
+        x = jnp.concatenate([view_a, view_b], axis=0)
+        (h, z), updates = self.model.apply({"params": params, **model_state}, x, train=True,
+                                           mutable=list(model_state.keys()))
+        z = z.astype(jnp.float32)
+        z_a, z_b = z[:n], z[n:]
+        t = self.config.loss.temperature
+        if self.config.loss.blockwise:
+            loss = losses.nt_xent_blockwise(z_a, z_b, t, mesh=self.mesh,
+                                            block_size=self.config.loss.block_size)
+        else:
+            loss = losses.nt_xent(z_a, z_b, t)
+        zn = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
+        metrics = {"embedding_std": jnp.mean(jnp.std(zn, axis=0)) * jnp.sqrt(z.shape[-1])}
+        return loss, ({**model_state, **updates}, metrics)
+
+    def backbone_features(self, params, model_state, images):
+        return self.model.apply({"params": params, **model_state}, images,
+                                method=BackboneWithHead.features)

@@ -1,0 +1,59 @@
+"""The training state pytree and its sharded initialisation.
+
+Every leaf that a resumed run needs is here and in the checkpoint: the step, the parameters,
+the optimizer state, and ``model_state`` (BatchNorm statistics, and per method an EMA teacher
+or a key queue). Data order and augmentation randomness are functions of (seed, step), so
+nothing else is saved.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxssl import sharding as sharding_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array                # int32 scalar: number of optimizer steps taken
+    params: Any                    # trainable parameters (float32)
+    opt_state: Any                 # optax state
+    model_state: Any               # non-trainable: {'batch_stats': ..., 'teacher': ..., 'queue': ...}
+    nonfinite_steps: jax.Array     # int32 scalar: steps skipped for a NaN/Inf loss or gradient
+
+
+def create(init_fn: Callable[[], tuple[Any, Any]], tx: optax.GradientTransformation, mesh) -> TrainState:
+    """Initialise a replicated TrainState directly on the mesh.
+
+    ``init_fn() -> (params, model_state)`` is traced once under ``jax.jit`` with replicated
+    output shardings, so no host copy of the parameters is made (this scales to models that
+    only fit when sharded).
+    """
+    def _init():
+        params, model_state = init_fn()
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                          model_state=model_state, nonfinite_steps=jnp.zeros((), jnp.int32))
+
+    shardings = state_shardings(jax.eval_shape(_init), mesh)
+    return jax.jit(_init, out_shardings=shardings)()
+
+
+def state_shardings(abstract_state: Any, mesh) -> Any:
+    """Shardings of every state leaf: replicated over the data-parallel mesh."""
+    rep = sharding_lib.replicated(mesh)
+    return jax.tree.map(lambda _: rep, abstract_state)
+
+
+def abstract(init_fn, tx, mesh) -> Any:
+    """``jax.ShapeDtypeStruct`` tree (with shardings) of the state ``create`` would build."""
+    def _init():
+        params, model_state = init_fn()
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                          model_state=model_state, nonfinite_steps=jnp.zeros((), jnp.int32))
+    shapes = jax.eval_shape(_init)
+    shardings = state_shardings(shapes, mesh)
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
