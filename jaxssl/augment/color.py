@@ -25,16 +25,25 @@ implements for both recipes.
 """
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # ITU-R 601-2 luma transform, as PIL's ``convert('L')`` and ``tf.image.rgb_to_grayscale``.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
 BRIGHTNESS_MODES = ("multiplicative", "additive")
+JITTER_UNIFORMS = 5  # U[0, 1) numbers one jitter draw consumes: order, b, c, s, h
+
+# All 24 orders of the four ops, each split into (the 3 linear ops in order, hue's position):
+# drawing one row uniformly is a uniform random order (cheaper to compile than a permutation).
+_ORDERS = list(itertools.permutations((BRIGHTNESS, CONTRAST, SATURATION, HUE)))
+_LINEAR_ORDERS = np.asarray([[op for op in o if op != HUE] for o in _ORDERS], np.int32)
+_HUE_POSITIONS = np.asarray([o.index(HUE) for o in _ORDERS], np.int32)
 
 
 def _luma(image: jax.Array) -> jax.Array:
@@ -100,11 +109,16 @@ def adjust_hue(image: jax.Array, delta) -> jax.Array:
     if image.shape[-1] == 1:
         return image
     r, g, b = image[..., 0], image[..., 1], image[..., 2]
-    v = jnp.maximum(jnp.maximum(r, g), b)
+    # Pick the max channel by comparisons between the channels, not by `v == r`: XLA may
+    # recompute r in two fusions with different rounding, and an equality test against a
+    # recomputed max can then fail for every channel. Near a tie both branches agree.
+    r_max = (r >= g) & (r >= b)
+    g_max = ~r_max & (g >= b)
+    v = jnp.where(r_max, r, jnp.where(g_max, g, b))
     chroma = v - jnp.minimum(jnp.minimum(r, g), b)
     safe_chroma = jnp.where(chroma > 0, chroma, 1.0)
-    h6 = jnp.where(v == r, (g - b) / safe_chroma,
-                   jnp.where(v == g, (b - r) / safe_chroma + 2.0, (r - g) / safe_chroma + 4.0))
+    h6 = jnp.where(r_max, (g - b) / safe_chroma,
+                   jnp.where(g_max, (b - r) / safe_chroma + 2.0, (r - g) / safe_chroma + 4.0))
     h6 = jnp.where(chroma > 0, h6, 0.0) + 6.0 * delta
     channels = []
     for n in (5.0, 3.0, 1.0):
@@ -153,29 +167,39 @@ def sample_jitter_params(key: jax.Array, brightness: float, contrast: float, sat
     With ``random_order=False`` the order is fixed to brightness, contrast, saturation, hue
     (SimCLR ``color_jitter_nonrand``).
     """
-    k_perm, k_pos, k_b, k_c, k_s, k_h = jax.random.split(key, 6)
+    return jitter_params_from_uniforms(jax.random.uniform(key, (JITTER_UNIFORMS,)), brightness,
+                                       contrast, saturation, hue, brightness_mode, random_order)
+
+
+def jitter_params_from_uniforms(u: jax.Array, brightness: float, contrast: float,
+                                saturation: float, hue: float,
+                                brightness_mode: str = "multiplicative",
+                                random_order: bool = True) -> JitterParams:
+    """``sample_jitter_params`` given its U[0, 1) draws ``u``: ``float32[5]`` (order, b, c, s,
+    h). One PRNG call for all of them keeps the compiled program small."""
     if brightness_mode == "multiplicative":
-        lo, hi = _factor_range(brightness)
+        b_range = _factor_range(brightness)
     elif brightness_mode == "additive":
-        lo, hi = -brightness, brightness
+        b_range = (-brightness, brightness)
     else:
         raise ValueError(f"brightness_mode={brightness_mode!r} is not supported; "
                          f"use one of {BRIGHTNESS_MODES}")
     if random_order:
-        linear_order = jax.random.permutation(k_perm, 3).astype(jnp.int32)
-        hue_position = jax.random.randint(k_pos, (), 0, 4, dtype=jnp.int32)
+        n = len(_ORDERS)  # floor(U[0, 1) * n) is uniform on 0..n-1
+        row = jnp.minimum(jnp.floor(u[0] * n).astype(jnp.int32), n - 1)
+        linear_order = jnp.asarray(_LINEAR_ORDERS)[row]
+        hue_position = jnp.asarray(_HUE_POSITIONS)[row]
     else:
         linear_order = jnp.arange(3, dtype=jnp.int32)
         hue_position = jnp.asarray(3, jnp.int32)
+    lerp = lambda t, lo_hi: lo_hi[0] + t * (lo_hi[1] - lo_hi[0])
     return JitterParams(
         linear_order=linear_order,
         hue_position=hue_position,
-        brightness=jax.random.uniform(k_b, (), minval=lo, maxval=hi),
-        contrast=jax.random.uniform(k_c, (), minval=_factor_range(contrast)[0],
-                                    maxval=_factor_range(contrast)[1]),
-        saturation=jax.random.uniform(k_s, (), minval=_factor_range(saturation)[0],
-                                      maxval=_factor_range(saturation)[1]),
-        hue=jax.random.uniform(k_h, (), minval=-hue, maxval=hue),
+        brightness=lerp(u[1], b_range),
+        contrast=lerp(u[2], _factor_range(contrast)),
+        saturation=lerp(u[3], _factor_range(saturation)),
+        hue=lerp(u[4], (-hue, hue)),
     )
 
 

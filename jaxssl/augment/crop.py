@@ -5,7 +5,9 @@ PyTorch form of SimCLR's "random crop and resize"): area fraction ``~ U[scale]``
 ratio ``w / h`` log-uniform in ``ratio``, ``w = round(sqrt(area * ratio))``,
 ``h = round(sqrt(area / ratio))``; the first of ``num_attempts`` (10) draws that fits in the
 image wins, else a centre crop with the aspect ratio clamped into ``ratio``. The attempts are
-drawn all at once (vectorised), so the box is a pure function of the key.
+drawn all at once (vectorised), so the box is a pure function of the key. (SimCLR's TF code
+uses ``tf.image.sample_distorted_bounding_box``: 100 attempts, ``min_object_covered=0.1``,
+whole image as fallback; RECIPES.md specifies the torchvision form used here.)
 
 The crop and the resize are one ``jax.image.scale_and_translate`` call whose scale and
 translation are traced, so the box can differ per example under ``jit``/``vmap`` and no
@@ -30,20 +32,36 @@ def _jax_method(method: str) -> str:
     return RESIZE_METHODS[method]
 
 
+CROP_ATTEMPTS = 10  # torchvision RandomResizedCrop.get_params
+
+
+def crop_uniforms_size(num_attempts: int = CROP_ATTEMPTS) -> int:
+    """How many U[0, 1) numbers one box consumes: area and ratio per attempt, top, left."""
+    return 2 * num_attempts + 2
+
+
 def sample_crop_box(key: jax.Array, height: int, width: int, scale=(0.08, 1.0),
-                    ratio=(3.0 / 4.0, 4.0 / 3.0), num_attempts: int = 10):
+                    ratio=(3.0 / 4.0, 4.0 / 3.0), num_attempts: int = CROP_ATTEMPTS):
     """Sample a random-resized-crop box for a ``height x width`` image (static ints).
 
     Returns int32 scalars ``(top, left, h, w)`` with ``0 <= top``, ``top + h <= height``,
     ``0 <= left``, ``left + w <= width``. Rounding is half-to-even, as Python's ``round``.
     """
-    k_area, k_ratio, k_top, k_left = jax.random.split(key, 4)
+    u = jax.random.uniform(key, (crop_uniforms_size(num_attempts),))
+    return crop_box_from_uniforms(u, height, width, scale, ratio)
+
+
+def crop_box_from_uniforms(u: jax.Array, height: int, width: int, scale=(0.08, 1.0),
+                           ratio=(3.0 / 4.0, 4.0 / 3.0)):
+    """``sample_crop_box`` given its U[0, 1) draws ``u``: ``float32[2 * attempts + 2]``
+    (areas, log-ratios, then the top and left offsets). One PRNG call for all of them keeps
+    the compiled program small."""
+    num_attempts = (u.shape[0] - 2) // 2
     area = float(height * width)
-    target_area = area * jax.random.uniform(k_area, (num_attempts,), minval=scale[0],
-                                            maxval=scale[1])
-    log_ratio = jax.random.uniform(k_ratio, (num_attempts,), minval=math.log(ratio[0]),
-                                   maxval=math.log(ratio[1]))
-    aspect = jnp.exp(log_ratio)
+    lo, hi = float(scale[0]), float(scale[1])
+    target_area = area * (lo + (hi - lo) * u[:num_attempts])
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = jnp.exp(log_lo + (log_hi - log_lo) * u[num_attempts:2 * num_attempts])
     ws = jnp.round(jnp.sqrt(target_area * aspect)).astype(jnp.int32)
     hs = jnp.round(jnp.sqrt(target_area / aspect)).astype(jnp.int32)
     fits = (ws > 0) & (ws <= width) & (hs > 0) & (hs <= height)
@@ -61,10 +79,11 @@ def sample_crop_box(key: jax.Array, height: int, width: int, scale=(0.08, 1.0),
 
     h = jnp.where(found, hs[first], fb_h)
     w = jnp.where(found, ws[first], fb_w)
-    top = jnp.where(found, jax.random.randint(k_top, (), 0, height - h + 1),
-                    (height - fb_h) // 2)
-    left = jnp.where(found, jax.random.randint(k_left, (), 0, width - w + 1),
-                     (width - fb_w) // 2)
+    # Offsets uniform on 0..H-h and 0..W-w: floor(U[0, 1) * n), clamped against rounding.
+    top_draw = jnp.minimum(jnp.floor(u[-2] * (height - h + 1)).astype(jnp.int32), height - h)
+    left_draw = jnp.minimum(jnp.floor(u[-1] * (width - w + 1)).astype(jnp.int32), width - w)
+    top = jnp.where(found, top_draw, (height - fb_h) // 2)
+    left = jnp.where(found, left_draw, (width - fb_w) // 2)
     return top.astype(jnp.int32), left.astype(jnp.int32), h, w
 
 

@@ -1,6 +1,7 @@
 """On-device view augmentation for SimCLR and MoCo: one config, one view, a batch, two views.
 
-Pipeline of one view (each step keyed by its own subkey of the example's key; see RECIPES.md):
+Pipeline of one view (every step reads its own lanes of one draw from the example's key;
+see RECIPES.md):
 
     random resized crop + resize (one interpolation)  ->  horizontal flip (p)
     ->  colour jitter in random order (p)  ->  grayscale (p)  ->  Gaussian blur (p)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 from typing import Any, Mapping
 
 import jax
@@ -26,20 +28,24 @@ import jax.numpy as jnp
 
 from jaxssl import rng
 from jaxssl.augment.blur import blur_kernel_size, gaussian_blur, gaussian_kernel_1d
-from jaxssl.augment.color import (BRIGHTNESS_MODES, adjust_brightness, adjust_contrast,
-                                  adjust_hue, adjust_saturation, apply_color_jitter,
-                                  rgb_to_grayscale, sample_jitter_params, solarize)
-from jaxssl.augment.crop import (RESIZE_METHODS, center_crop_resize, crop_resize,
-                                 sample_crop_box, to_float_image)
+from jaxssl.augment.color import (BRIGHTNESS_MODES, JITTER_UNIFORMS, adjust_brightness,
+                                  adjust_contrast, adjust_hue, adjust_saturation,
+                                  apply_color_jitter, jitter_params_from_uniforms,
+                                  rgb_to_grayscale, solarize)
+from jaxssl.augment.crop import (RESIZE_METHODS, center_crop_resize, crop_box_from_uniforms,
+                                 crop_resize, crop_uniforms_size, sample_crop_box,
+                                 to_float_image)
 
 __all__ = [
     "ViewConfig", "augment_view", "augment_batch", "two_views", "center_crop_resize",
     "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue",
     "rgb_to_grayscale", "gaussian_kernel_1d", "gaussian_blur", "solarize", "sample_crop_box",
-    "blur_kernel_size",
+    "blur_kernel_size", "crop_resize",
 ]
 
 _TUPLE_FIELDS = ("crop_scale", "crop_ratio", "blur_sigma")
+# Lanes 0..5 of a view's uniforms: flip, jitter on, grayscale, blur on, blur sigma, solarize.
+_NUM_COINS = 6
 _PROB_FIELDS = ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob")
 
 
@@ -92,8 +98,10 @@ class ViewConfig:
             if not isinstance(value, (tuple, list)) or len(value) != 2:
                 raise ValueError(f"augment.{name}={value!r} must be a pair (low, high)")
             object.__setattr__(self, name, tuple(float(v) for v in value))
-        if not (isinstance(self.output_size, int) and self.output_size > 0):
+        if (isinstance(self.output_size, bool) or not isinstance(self.output_size, numbers.Integral)
+                or self.output_size <= 0):
             raise ValueError(f"augment output_size={self.output_size!r} must be a positive int")
+        object.__setattr__(self, "output_size", int(self.output_size))
         lo, hi = self.crop_scale
         if not 0.0 < lo <= hi <= 1.0:
             raise ValueError(f"augment.crop_scale={self.crop_scale} must satisfy "
@@ -152,17 +160,15 @@ class ViewConfig:
         return cls(output_size=output_size, **dict(cfg))
 
 
-def _bernoulli(key: jax.Array, p: float) -> jax.Array:
-    return jax.random.uniform(key) < p
-
-
 def augment_view(key: jax.Array, image: jax.Array, cfg: ViewConfig) -> jax.Array:
     """One augmented view of one image: ``[H, W, C]`` (uint8 or float in [0, 1]) -> float32
     ``[S, S, C]`` in [0, 1], ``S = cfg.output_size``.
 
-    All randomness comes from ``key`` (a typed PRNG key), split into one fixed subkey per op,
-    so disabling one op does not change the draws of the others. Ops whose probability or
-    strength is 0 are removed at trace time.
+    All randomness comes from ``key`` (a typed PRNG key) through one uniform draw in which every
+    op owns fixed lanes (coins, jitter factors and order, crop attempts), so disabling one op
+    does not change the draws of the others. Ops whose probability or strength is 0 are
+    removed at trace time. Probabilistic ops are selected with ``where`` (under ``vmap`` a
+    ``cond`` would evaluate both branches anyway).
     """
     image = to_float_image(image)
     if image.ndim != 3:
@@ -171,11 +177,15 @@ def augment_view(key: jax.Array, image: jax.Array, cfg: ViewConfig) -> jax.Array
     if channels not in (1, 3):
         raise ValueError(f"images must have 1 or 3 channels (NHWC), got C={channels}")
     size = cfg.output_size
-    (k_crop, k_flip, k_jitter_on, k_jitter, k_gray,
-     k_blur_on, k_blur_sigma, k_solarize) = jax.random.split(key, 8)
+    # One PRNG call: a threefry per op would dominate the compile time.
+    u = jax.random.uniform(key, (_NUM_COINS + JITTER_UNIFORMS + crop_uniforms_size(),))
+    u_flip, u_jitter, u_gray, u_blur, u_sigma, u_solarize = u[:_NUM_COINS]
+    u_jitter_params = u[_NUM_COINS:_NUM_COINS + JITTER_UNIFORMS]
+    u_crop = u[_NUM_COINS + JITTER_UNIFORMS:]
 
     if cfg.crop:
-        top, left, h, w = sample_crop_box(k_crop, height, width, cfg.crop_scale, cfg.crop_ratio)
+        top, left, h, w = crop_box_from_uniforms(u_crop, height, width, cfg.crop_scale,
+                                                 cfg.crop_ratio)
         x = crop_resize(image, top, left, h, w, size, cfg.resize_method, cfg.resize_antialias)
         x = jnp.clip(x, 0.0, 1.0)  # bicubic overshoots
     elif (height, width) == (size, size):
@@ -186,28 +196,27 @@ def augment_view(key: jax.Array, image: jax.Array, cfg: ViewConfig) -> jax.Array
         x = jnp.clip(x, 0.0, 1.0)
 
     if cfg.flip_prob > 0:
-        x = jnp.where(_bernoulli(k_flip, cfg.flip_prob), x[:, ::-1, :], x)
+        x = jnp.where(u_flip < cfg.flip_prob, x[:, ::-1, :], x)
 
     strengths = (cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)
     if cfg.jitter_prob > 0 and any(s > 0 for s in strengths):
-        params = sample_jitter_params(k_jitter, *strengths, brightness_mode=cfg.brightness_mode,
-                                      random_order=cfg.jitter_random_order)
+        params = jitter_params_from_uniforms(u_jitter_params, *strengths, cfg.brightness_mode,
+                                             cfg.jitter_random_order)
         jittered = apply_color_jitter(x, params, cfg.brightness_mode,
                                       use_hue=cfg.hue > 0 and channels == 3)
-        x = jnp.where(_bernoulli(k_jitter_on, cfg.jitter_prob), jittered, x)
+        x = jnp.where(u_jitter < cfg.jitter_prob, jittered, x)
 
     if cfg.grayscale_prob > 0 and channels == 3:
-        x = jnp.where(_bernoulli(k_gray, cfg.grayscale_prob), rgb_to_grayscale(x), x)
+        x = jnp.where(u_gray < cfg.grayscale_prob, rgb_to_grayscale(x), x)
 
     kernel_size = blur_kernel_size(size, cfg.blur_kernel_fraction)
     if cfg.blur_prob > 0 and kernel_size > 1:
-        sigma = jax.random.uniform(k_blur_sigma, (), minval=cfg.blur_sigma[0],
-                                   maxval=cfg.blur_sigma[1])
+        sigma = cfg.blur_sigma[0] + (cfg.blur_sigma[1] - cfg.blur_sigma[0]) * u_sigma
         blurred = jnp.clip(gaussian_blur(x, sigma, kernel_size), 0.0, 1.0)
-        x = jnp.where(_bernoulli(k_blur_on, cfg.blur_prob), blurred, x)
+        x = jnp.where(u_blur < cfg.blur_prob, blurred, x)
 
     if cfg.solarize_prob > 0:
-        x = jnp.where(_bernoulli(k_solarize, cfg.solarize_prob),
+        x = jnp.where(u_solarize < cfg.solarize_prob,
                       solarize(x, cfg.solarize_threshold), x)
     return x
 
