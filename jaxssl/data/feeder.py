@@ -70,6 +70,6 @@ class HostFeeder:
 
     def __call__(self, step: int):
         local = self.indices(step)[self.rows]
-        batch = self.source.get(local, seed=self.seed, step=step)
+        batch = self.source.get(local, seed=self.seed, step=step, row_offset=self.rows.start)
         batch = {k: v for k, v in batch.items() if k == "image"}
         return sharding_lib.global_batch_from_local(batch, self.mesh)

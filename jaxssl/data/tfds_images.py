@@ -1,0 +1,373 @@
+"""tensorflow-datasets image sources: cifar10, cifar100, stl10 (in memory), imagenet2012 (host).
+
+Nothing is downloaded at run time: a dataset must already be prepared in ``data_dir``
+(``python scripts/prepare_data.py NAME --data_dir DIR``); otherwise loading raises
+:class:`DatasetNotPreparedError`, which says how to prepare it and where it looked.
+TensorFlow is imported only when a loader runs, with its GPUs hidden (it only reads files).
+
+**In memory** (``on_device=True``): cifar10 / cifar100 (32x32x3, splits 'train' / 'test'),
+stl10 (96x96x3, splits 'train' (5k), 'test' (8k), 'unlabelled' (100k) and the expression
+'train+unlabelled' used for pretraining). The split is read in batches into one
+preallocated array (stl10 'train+unlabelled': 105k x 27,648 B = 2.9 GB on the host, and on
+the device). stl10 splits containing 'unlabelled' have ``labels=None`` and ``get`` returns label -1 for every row (tfds stores -1 for the
+unlabelled examples; the labels of the 'train' part are not mixed in, pretraining ignores them).
+
+**Host path** (``on_device=False``): imagenet2012 (1.28M train / 50k validation JPEGs of
+varying size). Examples are read by index through tfds' random-access API
+(``builder.as_data_source``, an ArrayRecord data source, so the dataset must be prepared with
+``file_format='array_record'``); the JPEG bytes are decoded with PIL and cropped and resized on
+the host by :class:`HostCropReader` in a thread pool. Randomness per example comes from
+``(seed, step, global batch row)`` only, never from a worker or device id, so the crops are a
+pure function of the step like the data order.
+
+Limits of the host path (kept simple and exact rather than fast): full-resolution decode of
+every JPEG (no DCT-domain downscaling), threads rather than processes (PIL releases the GIL
+while decoding and resizing, the Python glue does not), no prefetch across steps — the caller
+overlaps ``get`` for step ``s + 1`` with the device step ``s`` if it wants to. Its throughput
+has not been benchmarked; feeding ResNet-50 at accelerator speed needs a host with many cores
+and such a prefetch.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import math
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from jaxssl.data.sources import ImageSource
+from jaxssl.rng import stream_id
+
+# name -> split names the loader accepts (as bases of a tfds split expression).
+SPLITS = {
+    "cifar10": ("train", "test"),
+    "cifar100": ("train", "test"),
+    "stl10": ("train", "test", "unlabelled"),
+    "imagenet2012": ("train", "validation"),
+}
+IN_MEMORY = ("cifar10", "cifar100", "stl10")
+HOST_CROPPED = ("imagenet2012",)
+IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+HOST_CROP_MODES = ("random", "center")
+_HOST_CROP_STREAM = stream_id("host_crop")
+
+
+class DatasetNotPreparedError(RuntimeError):
+    """A tfds dataset is not prepared in the data_dir; the message says how to prepare it."""
+
+
+# ----------------------------------------------------------------------------- tfds access
+
+def _import_tfds():
+    """Import tensorflow_datasets with TensorFlow's GPUs hidden (TF only reads files here)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TF already initialised its devices (e.g. by the caller): leave it
+        pass
+    import tensorflow_datasets as tfds
+
+    return tfds
+
+
+def _data_root(builder) -> str:
+    """The data_dir root a builder reads (``<root>/<name>/[<config>/]<version>``)."""
+    levels = 2 if builder.builder_config is not None else 1
+    return str(Path(builder.data_dir).parents[levels])
+
+
+def _not_prepared(name: str, split: str, builder, data_dir: str | None) -> DatasetNotPreparedError:
+    root = _data_root(builder)
+    where = (f"data_dir '{root}'" if data_dir is not None
+             else f"the tfds default data_dir '{root}' (data.data_dir=None)")
+    header = (f"Dataset {name!r} (split {split!r}) is not prepared in {where}; looked for "
+              f"{builder.data_dir}. jaxssl never downloads at run time.")
+    if name == "imagenet2012":
+        manual = os.path.join(root, "downloads", "manual")
+        return DatasetNotPreparedError(
+            f"{header} ImageNet must be downloaded by hand (register at "
+            f"https://image-net.org/download-images):\n"
+            f"  1. put {IMAGENET_MANUAL_FILES[0]} and {IMAGENET_MANUAL_FILES[1]} in {manual}/\n"
+            f"  2. python scripts/prepare_data.py imagenet2012 --data_dir {root}\n"
+            f"     or: python -c \"import tensorflow_datasets as tfds; tfds.builder('imagenet2012', "
+            f"data_dir='{root}', file_format='array_record').download_and_prepare()\"\n"
+            f"The ArrayRecord format is required: jaxssl reads examples by index "
+            f"(tfds data source). Then set data.data_dir='{root}'.")
+    return DatasetNotPreparedError(
+        f"{header} Prepare it once (needs network):\n"
+        f"  python scripts/prepare_data.py {name} --data_dir {root}\n"
+        f"  or: python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
+        f"data_dir='{root}').download_and_prepare()\"\n"
+        f"then set data.data_dir='{root}'.")
+
+
+def _wrong_format(name: str, builder) -> DatasetNotPreparedError:
+    return DatasetNotPreparedError(
+        f"Dataset {name!r} is prepared in {builder.data_dir} but not in a random-access file "
+        f"format (it is {builder.info.file_format}); jaxssl reads it by index and needs "
+        f"ArrayRecord. Convert it in place:\n"
+        f"  tfds convert_format --dataset_version_dir={builder.data_dir} --out_file_format=array_record")
+
+
+def check_split(name: str, split: str, field: str) -> list[str]:
+    """Base split names of a tfds split expression ('train+unlabelled', 'train[:10%]', ...)."""
+    parts = [re.sub(r"\[.*\]$", "", p.strip()) for p in split.split("+")]
+    unknown = [p for p in parts if p not in SPLITS[name]]
+    if unknown:
+        raise ValueError(f"{field}={split!r} names no split of {name}: {unknown}; the splits are "
+                         f"{list(SPLITS[name])} (tfds expressions such as 'train+unlabelled' or "
+                         f"'train[:90%]' combine them)")
+    return parts
+
+
+# ----------------------------------------------------------------------------- in memory
+
+_READ_BATCH = 4096
+
+
+def _split_size(builder, split: str) -> int | None:
+    """Examples in ``split`` from the prepared dataset's metadata (``None`` if unknown)."""
+    try:
+        return int(builder.info.splits[split].num_examples)
+    except Exception:  # no metadata (e.g. under tfds.testing.mock_data)
+        return None
+
+
+def _read_all(batches, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate ``{"image", "label"}`` batches into uint8 images and int32 labels.
+
+    With ``size`` known the arrays are preallocated and filled, so host memory peaks at about
+    one copy of the split plus a batch. (tfds' ``batch_size=-1`` would also build the split
+    as one TF tensor first, and crashes under ``tfds.testing.mock_data`` with TF 2.21.)
+    """
+    if size is None:
+        chunks = [(np.asarray(b["image"], np.uint8), np.asarray(b["label"], np.int32)) for b in batches]
+        return (np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]))
+    images = labels = None
+    filled = 0
+    for batch in batches:
+        b_images, b_labels = batch["image"], batch["label"]
+        if images is None:
+            images = np.empty((size, *b_images.shape[1:]), np.uint8)
+            labels = np.empty((size,), np.int32)
+        images[filled:filled + len(b_images)] = b_images
+        labels[filled:filled + len(b_labels)] = b_labels
+        filled += len(b_images)
+    if filled != size:
+        raise RuntimeError(f"read {filled} examples but the dataset metadata says {size}")
+    return images, labels
+
+def load_in_memory(name: str, split: str, data_dir: str | None, field: str = "split") -> ImageSource:
+    """cifar10 / cifar100 / stl10 ``split`` as a uint8 ``[N, H, W, 3]`` array (``on_device=True``)."""
+    if name not in IN_MEMORY:
+        raise ValueError(f"data.name={name!r} is not held in memory; those are {list(IN_MEMORY)}")
+    parts = check_split(name, split, field)
+    tfds = _import_tfds()
+    builder = tfds.builder(name, data_dir=data_dir)
+    try:
+        dataset = builder.as_dataset(split=split, batch_size=_READ_BATCH)
+    except Exception as err:  # tfds raises AssertionError / FileNotFoundError when data is missing
+        if not builder.is_prepared():
+            raise _not_prepared(name, split, builder, data_dir) from err
+        raise
+    images, labels = _read_all(tfds.as_numpy(dataset), _split_size(builder, split))
+    if "unlabelled" in parts:
+        labels = None
+    return ImageSource(
+        name=name, split=split, images=images, labels=labels, num_examples=len(images),
+        num_classes=int(builder.info.features["label"].num_classes),
+        image_shape=tuple(images.shape[1:]), on_device=True)
+
+
+# ----------------------------------------------------------------------------- host crops
+
+def _uniform(bitgen: np.random.PCG64, low: float = 0.0, high: float = 1.0) -> float:
+    """One double in ``[low, high)`` from the top 53 bits of a raw PCG64 word (version-stable)."""
+    return low + (high - low) * ((int(bitgen.random_raw()) >> 11) * 2.0 ** -53)
+
+
+def _randint(bitgen: np.random.PCG64, high: int) -> int:
+    """An integer in ``[0, high)``."""
+    return min(int(_uniform(bitgen) * high), high - 1)
+
+
+def random_resized_crop_box(bitgen: np.random.PCG64, height: int, width: int,
+                            scale: Sequence[float], ratio: Sequence[float],
+                            max_attempts: int = 10) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of a random-resized crop, torchvision's ``RandomResizedCrop``.
+
+    Up to ``max_attempts`` times: area ``A = H*W*U(scale)``, aspect ``r = exp(U(log ratio))``,
+    ``w = round(sqrt(A r))``, ``h = round(sqrt(A / r))``; the first box that fits is placed
+    uniformly. Otherwise the fallback is a centred crop of the whole image with its aspect
+    ratio clamped to ``ratio``. (SimCLR's TF ``distorted_bounding_box_crop`` samples the same
+    area/aspect ranges with 100 attempts and falls back to the whole image.)
+    """
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(max_attempts):
+        target = area * _uniform(bitgen, scale[0], scale[1])
+        aspect = math.exp(_uniform(bitgen, log_lo, log_hi))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = _randint(bitgen, height - h + 1)
+            left = _randint(bitgen, width - w + 1)
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        h, w = height, width
+    h, w = min(max(h, 1), height), min(max(w, 1), width)
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def center_crop_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
+    """``(top, left, side, side)``: SimCLR's eval crop, a centred square of side
+    ``round(fraction * min(H, W))`` with offset ``(H - side + 1) // 2`` (its ``center_crop``)."""
+    side = max(1, int(round(fraction * min(height, width))))
+    return (height - side + 1) // 2, (width - side + 1) // 2, side, side
+
+
+def _crop_resize(image, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """Crop ``box`` of a PIL image and resize it to ``size x size`` (PIL bicubic): uint8 ``[S, S, 3]``."""
+    from PIL import Image
+
+    top, left, h, w = box
+    out = image.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h))
+    return np.asarray(out, np.uint8)
+
+
+class HostCropReader:
+    """Reads examples by index, decodes the JPEG and crops it on the host.
+
+    ``__call__(indices, seed=, step=, row_offset=)`` returns ``{"image": uint8 [b, V, S, S, 3],
+    "label": int32 [b]}`` in ``'random'`` mode (``V = num_views`` random-resized crops,
+    ``scale``/``ratio`` from the config, PIL bicubic resize to ``S = image_size``) and
+    ``{"image": uint8 [b, S, S, 3], ...}`` in ``'center'`` mode (SimCLR eval: centre crop of
+    ``eval_crop_fraction``, resize). The views of row ``i`` are drawn, in order, from
+    ``PCG64(SeedSequence([seed, stream_id('host_crop'), step, row_offset + i]))``.
+    Flips and colour augmentations are left to the device.
+    """
+
+    def __init__(self, data_source, *, image_size: int, mode: str, num_views: int = 2,
+                 crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), eval_crop_fraction: float = 0.875,
+                 num_threads: int | None = None):
+        if mode not in HOST_CROP_MODES:
+            raise ValueError(f"host_crop={mode!r}; use one of {list(HOST_CROP_MODES)}")
+        if image_size <= 0:
+            raise ValueError(f"data.image_size={image_size} must be positive")
+        if num_views <= 0:
+            raise ValueError(f"data.num_views={num_views} must be positive")
+        if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+            raise ValueError(f"data.crop_scale={tuple(crop_scale)} must satisfy 0 < lo <= hi <= 1")
+        if not 0 < crop_ratio[0] <= crop_ratio[1]:
+            raise ValueError(f"data.crop_ratio={tuple(crop_ratio)} must satisfy 0 < lo <= hi")
+        if not 0 < eval_crop_fraction <= 1:
+            raise ValueError(f"data.eval_crop_fraction={eval_crop_fraction} must lie in (0, 1]")
+        self.data_source = data_source
+        self.image_size = int(image_size)
+        self.mode = mode
+        self.num_views = int(num_views)
+        self.crop_scale = tuple(float(s) for s in crop_scale)
+        self.crop_ratio = tuple(float(r) for r in crop_ratio)
+        self.eval_crop_fraction = float(eval_crop_fraction)
+        self.num_threads = num_threads or min(32, os.cpu_count() or 1)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        s = self.image_size
+        return (self.num_views, s, s, 3) if self.mode == "random" else (s, s, 3)
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def _load_one(self, index: int, row: int, seed: int, step: int) -> tuple[np.ndarray, int]:
+        from PIL import Image
+
+        record = self.data_source[index]
+        encoded = record["image"]
+        encoded = encoded.item() if isinstance(encoded, np.ndarray) else encoded
+        with Image.open(io.BytesIO(encoded)) as img:
+            image = img.convert("RGB")  # also decodes; a few ImageNet files are grey or CMYK
+        width, height = image.size
+        if self.mode == "center":
+            crops = _crop_resize(image, center_crop_box(height, width, self.eval_crop_fraction),
+                                 self.image_size)
+        else:
+            bitgen = np.random.PCG64(np.random.SeedSequence([seed, _HOST_CROP_STREAM, step, row]))
+            crops = np.stack([
+                _crop_resize(image, random_resized_crop_box(bitgen, height, width, self.crop_scale,
+                                                            self.crop_ratio), self.image_size)
+                for _ in range(self.num_views)])
+        return crops, int(record["label"])
+
+    def __call__(self, indices: np.ndarray, *, seed: int, step: int, row_offset: int = 0) -> dict:
+        indices = [int(i) for i in np.asarray(indices).reshape(-1)]
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.num_threads, "jaxssl-host-crop")
+        rows = range(row_offset, row_offset + len(indices))
+        results = list(self._pool.map(self._load_one, indices, rows,
+                                      [int(seed)] * len(indices), [int(step)] * len(indices)))
+        images = (np.stack([r[0] for r in results]) if results
+                  else np.zeros((0, *self.output_shape), np.uint8))
+        return {"image": images, "label": np.asarray([r[1] for r in results], np.int32)}
+
+    def close(self) -> None:
+        """Stop the decoding threads (a later call starts new ones)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def load_host_cropped(name: str, split: str, data_dir: str | None, *, image_size: int,
+                      host_crop: str, num_views: int = 2, crop_scale=(0.08, 1.0),
+                      crop_ratio=(3 / 4, 4 / 3), eval_crop_fraction: float = 0.875,
+                      num_threads: int | None = None, field: str = "split") -> ImageSource:
+    """imagenet2012 ``split`` read by index and cropped on the host (``on_device=False``).
+
+    ``labels`` and ``images`` are ``None`` (nothing is held in memory); ``get`` returns the
+    crops and the labels it reads.
+    """
+    if name not in HOST_CROPPED:
+        raise ValueError(f"data.name={name!r} is not host-cropped; those are {list(HOST_CROPPED)}")
+    check_split(name, split, field)
+    tfds = _import_tfds()
+    builder = tfds.builder(name, data_dir=data_dir)
+    try:
+        data_source = builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
+    except Exception as err:  # NotImplementedError (no random-access format), FileNotFoundError, ...
+        if not builder.is_prepared():
+            raise _not_prepared(name, split, builder, data_dir) from err
+        if isinstance(err, NotImplementedError):
+            raise _wrong_format(name, builder) from err
+        raise
+    reader = HostCropReader(data_source, image_size=image_size, mode=host_crop, num_views=num_views,
+                            crop_scale=crop_scale, crop_ratio=crop_ratio,
+                            eval_crop_fraction=eval_crop_fraction, num_threads=num_threads)
+    return ImageSource(
+        name=name, split=split, images=None, labels=None, num_examples=len(data_source),
+        num_classes=int(builder.info.features["label"].num_classes), image_shape=None,
+        on_device=False, host_reader=reader, output_shape=reader.output_shape)
+
+
+def load_from_config(data_cfg, split: str, *, role: str | None = None, host_crop: str = "center") -> ImageSource:
+    """Registry entry for :func:`jaxssl.data.sources.load_image_source`."""
+    field = f"data.{role}_split" if role else "split"
+    name = data_cfg.name
+    if name in IN_MEMORY:
+        return load_in_memory(name, split, data_cfg.get("data_dir", None), field=field)
+    return load_host_cropped(
+        name, split, data_cfg.get("data_dir", None), image_size=data_cfg.image_size,
+        host_crop=host_crop, num_views=data_cfg.get("num_views", 2),
+        crop_scale=data_cfg.get("crop_scale", (0.08, 1.0)), crop_ratio=data_cfg.get("crop_ratio", (3 / 4, 4 / 3)),
+        eval_crop_fraction=data_cfg.get("eval_crop_fraction", 0.875),
+        num_threads=data_cfg.get("host_threads", None), field=field)
