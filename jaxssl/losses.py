@@ -363,7 +363,8 @@ def mae_loss(pred: jax.Array, target_patches: jax.Array, mask: jax.Array,
     """
     if pred.shape != target_patches.shape or pred.ndim != 3 or mask.shape != pred.shape[:2]:
         raise ValueError(f"mae_loss: expected pred and target [B, N, p*p*C] and mask [B, N], got "
-                         f"pred{tuple(pred.shape)}, target{tuple(target_patches.shape)}, mask{tuple(mask.shape)}")
+                         f"pred{tuple(pred.shape)}, target{tuple(target_patches.shape)}, "
+                         f"mask{tuple(mask.shape)}")
     target = target_patches.astype(jnp.float32)
     if norm_pix_loss:
         mean = jnp.mean(target, axis=-1, keepdims=True)

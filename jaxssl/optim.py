@@ -1,0 +1,303 @@
+"""Optimizers (LARS, SGD, AdamW, LAMB), learning-rate schedules and weight-decay masks.
+
+``build_optimizer(cfg, ...)`` turns the ``optim`` section of a config into an optax
+``GradientTransformation`` and the learning-rate schedule it uses (``step -> lr``), which the
+trainer calls to log the current learning rate.
+
+Weight-decay rule, for every optimizer: leaves with ``ndim <= 1`` (BatchNorm / LayerNorm
+scales and offsets, and biases) are never decayed (``decay_mask``). LARS and LAMB also leave
+them out of the trust-ratio adaptation (SimCLR's ``exclude_from_layer_adaptation`` defaults to
+its weight-decay exclusions, as in the TF LAMB). A shape rule rather than a name rule, so it
+holds for every model in ``jaxssl.models`` without knowing module names.
+
+Config fields (``cfg`` is an ``ml_collections.ConfigDict`` or anything with attribute access;
+``default_config()`` gives all of them):
+
+  name               'lars' | 'sgd' | 'adamw' | 'lamb'
+  base_lr            > 0, the learning rate at ``lr_scaling``'s reference batch
+  lr_scaling         'linear': base_lr * B / 256;  'sqrt': base_lr * sqrt(B);  'none': base_lr
+  weight_decay       L2 coefficient (decoupled for adamw / lamb), never on ndim <= 1 leaves
+  momentum           lars, sgd
+  nesterov           sgd (default False)
+  trust_coefficient  lars eta (default 0.001, SimCLR)
+  b1, b2, eps        adamw, lamb
+  warmup_epochs      linear warmup length in epochs (float)
+  warmup_fraction    if > 0, overrides warmup_epochs: warmup = fraction * total_steps (default 0)
+  schedule           'cosine' | 'linear' | 'step' | 'constant' (after the warmup)
+  step_boundaries_epochs, step_factor   'step' only: lr *= step_factor at each boundary
+                     (default factor 0.1, MoCo's linear eval: boundaries [60, 80])
+  grad_clip_norm     global-norm clipping before the optimizer; 0 = off (default 0)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+Schedule = Callable[[Any], jax.Array]
+
+OPTIMIZERS = ("lars", "sgd", "adamw", "lamb")
+SCHEDULES = ("cosine", "linear", "step", "constant")
+LR_SCALINGS = ("linear", "sqrt", "none")
+# Fields that may be absent from a config; the value is the reference default.
+OPTIONAL_DEFAULTS = {
+    "nesterov": False,
+    "trust_coefficient": 0.001,
+    "warmup_fraction": 0.0,
+    "step_factor": 0.1,
+    "grad_clip_norm": 0.0,
+}
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every ``optim`` field, with SimCLR's ImageNet values (LARS, 0.3 x B/256, 10 warmup, cosine)."""
+    return ml_collections.ConfigDict(dict(
+        name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, momentum=0.9,
+        nesterov=False, trust_coefficient=0.001, b1=0.9, b2=0.999, eps=1e-8,
+        warmup_epochs=10.0, warmup_fraction=0.0, schedule="cosine",
+        step_boundaries_epochs=[], step_factor=0.1, grad_clip_norm=0.0))
+
+
+# --------------------------------------------------------------------------- masks
+
+def decay_mask(params: Any) -> Any:
+    """``True`` for leaves that get weight decay (and LARS/LAMB trust ratio): ``ndim > 1``.
+
+    Conv and dense kernels and embeddings are decayed; BatchNorm / LayerNorm ``scale`` and
+    ``bias`` and all biases (``ndim <= 1``) are not. Works on arrays and ``ShapeDtypeStruct``s.
+    """
+    return jax.tree.map(lambda x: len(jnp.shape(x) if not hasattr(x, "shape") else x.shape) > 1, params)
+
+
+# --------------------------------------------------------------------------- LARS
+
+def lars(learning_rate: float | Schedule, *, momentum: float = 0.9, weight_decay: float = 0.0,
+         trust_coefficient: float = 0.001, nesterov: bool = False,
+         mask: Any = decay_mask) -> optax.GradientTransformation:
+    """LARS exactly as SimCLR's reference (tf2/lars_optimizer.py, ``classic_momentum=True``).
+
+    Per leaf ``w`` with gradient ``g`` (``mask(w)`` True: decay and adaptation on):
+
+        g'    = g + wd * w                                    (weight decay, masked)
+        r     = eta * ||w|| / ||g'||  if ||w|| > 0 and ||g'|| > 0 else 1   (trust ratio, masked)
+        v     = m * v + lr_t * r * g'                         (classic momentum: lr inside)
+        w    <- w - v                 (nesterov: w <- w - (m * v + lr_t * r * g'))
+
+    Masked-out leaves (``ndim <= 1`` by default) use ``g' = g`` and ``r = 1``. Built from optax
+    pieces: ``add_decayed_weights -> masked(scale_by_trust_ratio) -> scale_by_learning_rate ->
+    trace``; because the learning rate is applied before ``trace``, the momentum buffer holds
+    ``-v`` and a schedule's change of lr does not rescale past momentum (classic momentum).
+
+    Args:
+      learning_rate: float or ``step -> lr`` schedule (``lr_t`` above).
+      momentum: ``m``. weight_decay: ``wd``. trust_coefficient: ``eta`` (0.001 in SimCLR).
+      nesterov: Nesterov variant of the reference (``use_nesterov``).
+      mask: pytree of bools or ``params -> pytree`` choosing decayed / adapted leaves.
+    """
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay, mask=mask),
+        optax.masked(optax.scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=0.0), mask),
+        optax.scale_by_learning_rate(learning_rate),
+        optax.trace(decay=momentum, nesterov=nesterov),
+    )
+
+
+def lamb(learning_rate: float | Schedule, *, b1: float, b2: float, eps: float,
+         weight_decay: float, mask: Any = decay_mask) -> optax.GradientTransformation:
+    """LAMB (You et al. 2020) with decay and trust ratio both masked by ``mask``.
+
+    ``u = adam(g) + wd * w`` (masked), ``r = ||w|| / ||u||`` (1 when either is 0; masked),
+    ``w <- w - lr * r * u``. Unlike ``optax.lamb`` (which adapts every leaf), norms and biases
+    are also excluded from the trust ratio, the default of TF-Addons' LAMB used for BERT.
+    """
+    return optax.chain(
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+        optax.add_decayed_weights(weight_decay, mask=mask),
+        optax.masked(optax.scale_by_trust_ratio(), mask),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+# --------------------------------------------------------------------------- schedules
+
+def scaled_learning_rate(base_lr: float, global_batch: int, scaling: str) -> float:
+    """Peak learning rate: 'linear' base_lr * B / 256 (Goyal et al.), 'sqrt' base_lr * sqrt(B)
+    (SimCLR appendix B.1), 'none' base_lr."""
+    if scaling == "linear":
+        return base_lr * global_batch / 256.0
+    if scaling == "sqrt":
+        return base_lr * math.sqrt(global_batch)
+    if scaling == "none":
+        return base_lr
+    raise ValueError(f"optim.lr_scaling={scaling!r} is not one of {LR_SCALINGS}")
+
+
+def _warmup_factor(step, warmup_steps: int):
+    """``step / warmup_steps`` while ``step < warmup_steps``, else 1 (0 at the first step)."""
+    if warmup_steps <= 0:
+        return jnp.ones_like(step)
+    return jnp.minimum(step / warmup_steps, 1.0)
+
+
+def warmup_cosine_schedule(peak_lr: float, warmup_steps: int, total_steps: int) -> Schedule:
+    """Linear warmup 0 -> peak over ``warmup_steps``, then cosine to 0 at ``total_steps``.
+
+        lr(t) = peak * t / W                                   t < W
+        lr(t) = peak * 0.5 * (1 + cos(pi * (t - W) / (T - W)))  W <= t <= T, 0 after
+
+    SimCLR's ``WarmUpAndCosineDecay`` and MoCo v3's ``adjust_learning_rate``.
+    """
+    decay_steps = max(total_steps - warmup_steps, 1)
+
+    def schedule(step):
+        t = jnp.asarray(step, jnp.float32)
+        progress = jnp.clip((t - warmup_steps) / decay_steps, 0.0, 1.0)
+        cosine = 0.5 * peak_lr * (1.0 + jnp.cos(jnp.pi * progress))
+        return jnp.where(t < warmup_steps, peak_lr * _warmup_factor(t, warmup_steps), cosine)
+
+    return schedule
+
+
+def warmup_linear_schedule(peak_lr: float, warmup_steps: int, total_steps: int) -> Schedule:
+    """Linear warmup 0 -> peak over ``warmup_steps``, then linear decay to 0 at ``total_steps``.
+
+        lr(t) = peak * t / W                t < W
+        lr(t) = peak * (T - t) / (T - W)    W <= t <= T, 0 after
+
+    Note: Google BERT's ``optimization.py`` decays ``peak * (1 - t / T)`` from step 0 and
+    overrides it during warmup, so just after warmup its lr is ``peak * (1 - W / T)`` (a
+    relative difference of at most ``W / T``, 1% for 10k of 1M steps); this schedule is the
+    continuous form (HF ``get_linear_schedule_with_warmup``).
+    """
+    decay_steps = max(total_steps - warmup_steps, 1)
+
+    def schedule(step):
+        t = jnp.asarray(step, jnp.float32)
+        linear = peak_lr * jnp.clip((total_steps - t) / decay_steps, 0.0, 1.0)
+        return jnp.where(t < warmup_steps, peak_lr * _warmup_factor(t, warmup_steps), linear)
+
+    return schedule
+
+
+def step_schedule(peak_lr: float, boundaries_steps: list[int], factor: float,
+                  warmup_steps: int = 0) -> Schedule:
+    """``peak * factor ** (number of boundaries b with t >= b)``, after an optional linear warmup.
+
+    MoCo's linear eval: boundaries at epochs 60 and 80 (``lr *= 0.1 if epoch >= milestone``).
+    """
+    bounds = jnp.asarray(sorted(boundaries_steps), jnp.float32).reshape(-1)
+
+    def schedule(step):
+        t = jnp.asarray(step, jnp.float32)
+        passed = jnp.sum((t >= bounds).astype(jnp.float32))
+        return peak_lr * jnp.power(factor, passed) * _warmup_factor(t, warmup_steps)
+
+    return schedule
+
+
+def constant_schedule(peak_lr: float, warmup_steps: int = 0) -> Schedule:
+    """``peak`` after an optional linear warmup."""
+
+    def schedule(step):
+        t = jnp.asarray(step, jnp.float32)
+        return peak_lr * _warmup_factor(t, warmup_steps)
+
+    return schedule
+
+
+# --------------------------------------------------------------------------- config -> optax
+
+def _field(cfg: Any, name: str):
+    if hasattr(cfg, name):
+        return getattr(cfg, name)
+    if name in OPTIONAL_DEFAULTS:
+        return OPTIONAL_DEFAULTS[name]
+    raise ValueError(f"optim.{name} is missing from the config; set it "
+                     f"(jaxssl.optim.default_config() lists every field with its default)")
+
+
+def _choice(cfg: Any, name: str, allowed: tuple[str, ...]) -> str:
+    value = _field(cfg, name)
+    if value not in allowed:
+        raise ValueError(f"optim.{name}={value!r} is not supported; use one of {allowed}")
+    return value
+
+
+def warmup_steps_from_config(cfg: Any, total_steps: int, steps_per_epoch: int) -> int:
+    """``round(warmup_fraction * total_steps)`` if ``warmup_fraction > 0`` (SimCLR v2's 5%),
+    else ``round(warmup_epochs * steps_per_epoch)``."""
+    fraction = float(_field(cfg, "warmup_fraction"))
+    if fraction < 0 or fraction >= 1:
+        raise ValueError(f"optim.warmup_fraction={fraction} must be in [0, 1); 0 uses optim.warmup_epochs")
+    if fraction > 0:
+        return int(round(fraction * total_steps))
+    epochs = float(_field(cfg, "warmup_epochs"))
+    if epochs < 0:
+        raise ValueError(f"optim.warmup_epochs={epochs} must be >= 0")
+    return int(round(epochs * steps_per_epoch))
+
+
+def build_schedule(cfg: Any, *, global_batch: int, total_steps: int, steps_per_epoch: int) -> Schedule:
+    """The ``step -> lr`` function the config describes (peak lr scaled by the global batch)."""
+    base_lr = float(_field(cfg, "base_lr"))
+    if not base_lr > 0:
+        raise ValueError(f"optim.base_lr={base_lr} must be > 0 (the learning rate at batch 256 for "
+                         f"lr_scaling='linear')")
+    scaling = _choice(cfg, "lr_scaling", LR_SCALINGS)
+    kind = _choice(cfg, "schedule", SCHEDULES)
+    if total_steps <= 0 or steps_per_epoch <= 0:
+        raise ValueError(f"build_optimizer: total_steps={total_steps} and steps_per_epoch={steps_per_epoch} "
+                         f"must be positive")
+    peak = scaled_learning_rate(base_lr, global_batch, scaling)
+    warmup = warmup_steps_from_config(cfg, total_steps, steps_per_epoch)
+    if warmup > total_steps:
+        raise ValueError(f"optim warmup of {warmup} steps exceeds the {total_steps} training steps; "
+                         f"lower optim.warmup_epochs / optim.warmup_fraction")
+    if kind == "cosine":
+        return warmup_cosine_schedule(peak, warmup, total_steps)
+    if kind == "linear":
+        return warmup_linear_schedule(peak, warmup, total_steps)
+    if kind == "step":
+        bounds = [int(round(float(e) * steps_per_epoch)) for e in _field(cfg, "step_boundaries_epochs")]
+        return step_schedule(peak, bounds, float(_field(cfg, "step_factor")), warmup)
+    return constant_schedule(peak, warmup)
+
+
+def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
+                    steps_per_epoch: int) -> tuple[optax.GradientTransformation, Schedule]:
+    """``(optax transformation, step -> lr schedule)`` for the ``optim`` config section.
+
+    The transformation is ``[clip_by_global_norm ->] optimizer`` with the schedule built in;
+    weight decay never touches ``ndim <= 1`` leaves (``decay_mask``). Raises ValueError naming
+    the field for an unknown ``name`` / ``schedule`` / ``lr_scaling`` or ``base_lr <= 0``.
+    """
+    name = _choice(cfg, "name", OPTIMIZERS)
+    schedule = build_schedule(cfg, global_batch=global_batch, total_steps=total_steps,
+                              steps_per_epoch=steps_per_epoch)
+    wd = float(_field(cfg, "weight_decay"))
+    if wd < 0:
+        raise ValueError(f"optim.weight_decay={wd} must be >= 0")
+    if name == "lars":
+        tx = lars(schedule, momentum=float(_field(cfg, "momentum")), weight_decay=wd,
+                  trust_coefficient=float(_field(cfg, "trust_coefficient")))
+    elif name == "sgd":
+        # PyTorch SGD: v = m * v + (g + wd * w); w -= lr * v (momentum before the lr).
+        tx = optax.chain(optax.add_decayed_weights(wd, mask=decay_mask),
+                         optax.sgd(schedule, momentum=float(_field(cfg, "momentum")) or None,
+                                   nesterov=bool(_field(cfg, "nesterov"))))
+    elif name == "adamw":
+        tx = optax.adamw(schedule, b1=float(_field(cfg, "b1")), b2=float(_field(cfg, "b2")),
+                         eps=float(_field(cfg, "eps")), weight_decay=wd, mask=decay_mask)
+    else:
+        tx = lamb(schedule, b1=float(_field(cfg, "b1")), b2=float(_field(cfg, "b2")),
+                  eps=float(_field(cfg, "eps")), weight_decay=wd)
+    clip = float(_field(cfg, "grad_clip_norm"))
+    if clip < 0:
+        raise ValueError(f"optim.grad_clip_norm={clip} must be >= 0 (0 = no clipping)")
+    if clip > 0:
+        tx = optax.chain(optax.clip_by_global_norm(clip), tx)
+    return tx, schedule
