@@ -83,7 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
         knn_k=200, knn_temperature=0.1,
         few_labels_per_class=10, few_labels_seed=0,
         linear_protocol="lbfgs",  # 'lbfgs' (converged, small data) | 'simclr' | 'moco'
-        linear_epochs=90, linear_batch_size=4096, linear_lr=0.0, linear_weight_decay=-1.0,
+        linear_epochs=0, linear_batch_size=0, linear_lr=0.0, linear_weight_decay=-1.0,  # 0/-1: preset
         baselines=("random_init", "raw_pixels"),
         embedding_map=False,      # quickstart: 2-D map of test embeddings (needs matplotlib)
     ))

@@ -37,6 +37,7 @@ Everything is deterministic given ``seed``: the epoch permutations are keyed by
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -210,62 +211,74 @@ def fit_linear_probe(train_feats: np.ndarray, train_labels: np.ndarray, num_clas
         mean = np.zeros(x.shape[1], np.float32)
         std = np.ones(x.shape[1], np.float32)
     x = (x - mean) / std
-    model = _classifier(num_classes, proto.init_std)
-    params = model.init(rng.root_key(seed, "linear_probe_init"), jnp.zeros((1, x.shape[1])))["params"]
-    train = _train_lbfgs if proto.optimizer == "lbfgs" else _train_sgd
-    params = train(model, params, jnp.asarray(x), jnp.asarray(y, jnp.int32), proto, seed)
+    params = _classifier(num_classes, proto.init_std).init(
+        rng.root_key(seed, "linear_probe_init"), jnp.zeros((1, x.shape[1])))["params"]
+    x, y = jnp.asarray(x), jnp.asarray(y, jnp.int32)
+    if proto.optimizer == "lbfgs":
+        weight_decay = 1.0 / x.shape[0] if proto.weight_decay is None else proto.weight_decay
+        params = _lbfgs_solve(params, x, y, jnp.float32(weight_decay), proto=proto,
+                              num_classes=num_classes)
+    else:
+        opt_state = _sgd_optimizer(proto, x.shape[0]).init(params)
+        for epoch in range(proto.epochs):
+            params, opt_state = _sgd_epoch(params, opt_state, x, y, jnp.int32(epoch),
+                                           jnp.int32(seed), proto=proto, num_classes=num_classes)
     return LinearProbe(params=jax.device_get(params), mean=mean.astype(np.float32), std=std,
                        num_classes=num_classes)
 
 
-def _train_sgd(model, params, x_NxD, y_N, proto: ProbeProtocol, seed: int):
-    """Mini-batch SGD over shuffled epochs; one jitted ``lax.scan`` per epoch."""
+def _sgd_optimizer(proto: ProbeProtocol, num_examples: int) -> optax.GradientTransformation:
+    """Coupled weight decay (gradient + wd * theta, as SimCLR's L2 loss term and torch SGD),
+    then SGD with (Nesterov) momentum on the protocol's LR schedule."""
+    return optax.chain(
+        optax.add_decayed_weights(proto.weight_decay or 0.0,
+                                  mask={"kernel": True, "bias": proto.decay_bias}),
+        optax.sgd(learning_rate_schedule(proto, num_examples), momentum=proto.momentum or None,
+                  nesterov=proto.nesterov))
+
+
+@functools.partial(jax.jit, static_argnames=("proto", "num_classes"))
+def _sgd_epoch(params, opt_state, x_NxD, y_N, epoch, seed, *, proto: ProbeProtocol,
+               num_classes: int):
+    """One shuffled epoch of mini-batch SGD as a ``lax.scan`` over its steps.
+
+    Compiled once per (protocol, shapes): the data, epoch and seed are traced arguments.
+    """
     n = x_NxD.shape[0]
     batch = effective_batch_size(proto, n)
     spe = steps_per_epoch(proto, n)
-    schedule = learning_rate_schedule(proto, n)
-    # Coupled weight decay (gradient + wd * theta), as SimCLR's L2 loss term and torch SGD.
-    tx = optax.chain(
-        optax.add_decayed_weights(proto.weight_decay or 0.0,
-                                  mask={"kernel": True, "bias": proto.decay_bias}),
-        optax.sgd(schedule, momentum=proto.momentum or None, nesterov=proto.nesterov))
-    opt_state = tx.init(params)
+    model = _classifier(num_classes)
+    tx = _sgd_optimizer(proto, n)
 
     def batch_loss(p, idx_B, weight_B):
         logits = model.apply({"params": p}, x_NxD[idx_B])
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, y_N[idx_B])
         return jnp.sum(ce * weight_B) / jnp.sum(weight_B)
 
-    @jax.jit
-    def run_epoch(p, state, epoch):
-        perm = jax.random.permutation(rng.step_key(seed, "linear_probe_data", epoch), n)
-        padded = spe * batch
-        if padded <= n:  # drop_last: the first spe * B examples of the permutation
-            idx, weight = perm[:padded], jnp.ones((padded,), jnp.float32)
-        else:  # the last batch is smaller: pad with weight-0 rows
-            idx = jnp.concatenate([perm, jnp.zeros((padded - n,), perm.dtype)])
-            weight = jnp.concatenate([jnp.ones((n,)), jnp.zeros((padded - n,))]).astype(jnp.float32)
+    perm = jax.random.permutation(rng.step_key(seed, "linear_probe_data", epoch), n)
+    padded = spe * batch
+    if padded <= n:  # drop_last: the first spe * B examples of the permutation
+        idx, weight = perm[:padded], jnp.ones((padded,), jnp.float32)
+    else:  # the last batch is smaller: pad with weight-0 rows
+        idx = jnp.concatenate([perm, jnp.zeros((padded - n,), perm.dtype)])
+        weight = jnp.concatenate([jnp.ones((n,)), jnp.zeros((padded - n,))]).astype(jnp.float32)
 
-        def step(carry, inputs):
-            p, state = carry
-            grads = jax.grad(batch_loss)(p, *inputs)
-            updates, state = tx.update(grads, state, p)
-            return (optax.apply_updates(p, updates), state), None
+    def step(carry, inputs):
+        p, state = carry
+        grads = jax.grad(batch_loss)(p, *inputs)
+        updates, state = tx.update(grads, state, p)
+        return (optax.apply_updates(p, updates), state), None
 
-        (p, state), _ = jax.lax.scan(step, (p, state),
-                                     (idx.reshape(spe, batch), weight.reshape(spe, batch)))
-        return p, state
-
-    for epoch in range(proto.epochs):
-        params, opt_state = run_epoch(params, opt_state, epoch)
-    return params
+    (params, opt_state), _ = jax.lax.scan(step, (params, opt_state),
+                                          (idx.reshape(spe, batch), weight.reshape(spe, batch)))
+    return params, opt_state
 
 
-def _train_lbfgs(model, params, x_NxD, y_N, proto: ProbeProtocol, seed: int):
-    """Full-batch L-BFGS to ``||grad|| < tol`` or ``max_iter`` iterations (deterministic)."""
-    del seed  # zero init, full batch: nothing random
-    n = x_NxD.shape[0]
-    weight_decay = 1.0 / n if proto.weight_decay is None else proto.weight_decay
+@functools.partial(jax.jit, static_argnames=("proto", "num_classes"))
+def _lbfgs_solve(params, x_NxD, y_N, weight_decay, *, proto: ProbeProtocol, num_classes: int):
+    """Full-batch L-BFGS on ``mean CE + (weight_decay / 2) ||W||^2`` until ``||grad|| < tol``
+    or ``max_iter`` iterations (deterministic: zero init, no sampling)."""
+    model = _classifier(num_classes)
 
     def objective(p):
         logits = model.apply({"params": p}, x_NxD)
@@ -287,12 +300,8 @@ def _train_lbfgs(model, params, x_NxD, y_N, proto: ProbeProtocol, seed: int):
         grad_norm = optax.tree.norm(optax.tree.get(state, "grad"))
         return (count == 0) | ((count < proto.max_iter) & (grad_norm >= proto.tol))
 
-    @jax.jit
-    def solve(p):
-        p, _ = jax.lax.while_loop(keep_going, body, (p, opt.init(p)))
-        return p
-
-    return solve(params)
+    params, _ = jax.lax.while_loop(keep_going, body, (params, opt.init(params)))
+    return params
 
 
 def linear_probe_accuracy(train_feats: np.ndarray, train_labels: np.ndarray,
