@@ -99,6 +99,27 @@ def _check_workdir_config(workdir: str, config, allow_change: bool) -> None:
             "--workdir, or pass --allow_config_change to resume this run with the new config")
 
 
+class Setup:
+    """Everything a run (or an evaluation of its checkpoints) derives from the config."""
+
+    def __init__(self, config):
+        config_lib.validate(config)
+        self.config = config
+        self.mesh = sharding_lib.make_mesh(config.mesh.num_devices or None)
+        self.global_batch = int(config.train.batch_size)
+        sharding_lib.check_batch_divisible(self.global_batch, self.mesh)
+        self.method = get_method_class(config.method)(config, self.mesh)
+        self.feeder = self.method.make_feeder()
+        self.steps_per_epoch = self.feeder.steps_per_epoch
+        self.total_steps = config_lib.total_steps(config.train, self.steps_per_epoch)
+        self.tx, self.lr_fn = optim.build_optimizer(
+            config.optim, global_batch=self.global_batch, total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch)
+        init_key = rng.root_key(config.seed, "init")
+        self.init_fn = lambda: self.method.init(init_key)  # noqa: E731
+        self.abstract_state = state_lib.abstract(self.init_fn, self.tx, self.mesh)
+
+
 def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     """Train (or resume) and evaluate; returns the final evaluation results."""
     config_lib.validate(config)
@@ -106,33 +127,24 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
     _check_workdir_config(workdir, config, allow_config_change)
-    mesh = sharding_lib.make_mesh(config.mesh.num_devices or None)
-    global_batch = int(config.train.batch_size)
-    sharding_lib.check_batch_divisible(global_batch, mesh)
+    setup = Setup(config)
+    mesh, method, feeder, tx = setup.mesh, setup.method, setup.feeder, setup.tx
+    global_batch, total, lr_fn = setup.global_batch, setup.total_steps, setup.lr_fn
     run_info.record_start(workdir, config)
-
-    method = get_method_class(config.method)(config, mesh)
-    feeder = method.make_feeder()
-    steps_per_epoch = feeder.steps_per_epoch
-    total = config_lib.total_steps(config.train, steps_per_epoch)
-    tx, lr_fn = optim.build_optimizer(config.optim, global_batch=global_batch,
-                                      total_steps=total, steps_per_epoch=steps_per_epoch)
     metrics_lib.log(
         f"jaxssl {config.method}: mesh {dict(mesh.shape)} of {mesh.devices.size} "
         f"{jax.devices()[0].device_kind} devices, {jax.process_count()} process(es), global batch "
         f"{global_batch} ({global_batch // jax.process_count()} per process), "
-        f"{steps_per_epoch} steps/epoch, {total} steps")
+        f"{setup.steps_per_epoch} steps/epoch, {total} steps")
 
-    init_key = rng.root_key(config.seed, "init")
-    init_fn = lambda: method.init(init_key)  # noqa: E731
     ckpt = checkpoint_lib.Checkpointer(workdir, config.train.max_checkpoints_to_keep)
-    abstract_state = state_lib.abstract(init_fn, tx, mesh)
+    abstract_state = setup.abstract_state
     latest = ckpt.latest_step()
     if latest is not None:
         metrics_lib.log(f"resuming from {ckpt.directory}/{latest}")
         state = ckpt.restore(latest, abstract_state)
     else:
-        state = state_lib.create(init_fn, tx, mesh)
+        state = state_lib.create(setup.init_fn, tx, mesh)
     start = int(state.step)
 
     shardings = state_lib.state_shardings(abstract_state, mesh)
