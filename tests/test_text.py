@@ -1,0 +1,221 @@
+"""Tokenizer, embedded corpus, tfds text source and packing (jaxssl.data.{tokenizer,corpus,packing,text})."""
+import numpy as np
+import pytest
+
+from jaxssl.data import corpus
+from jaxssl.data.packing import pack_documents
+from jaxssl.data.text import tokenize_and_pack
+from jaxssl.data.tokenizer import WordPieceTokenizer, train_wordpiece
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@pytest.fixture(scope="module")
+def train_docs():
+    return corpus.load_pydoc_corpus("train")
+
+
+@pytest.fixture(scope="module")
+def tok(train_docs):
+    return train_wordpiece(train_docs, vocab_size=1500)
+
+
+# ---------------------------------------------------------------------------------- tokenizer
+def test_trained_vocab_has_specials_first_in_bert_order(tok, tmp_path):
+    assert [tok.token_to_id(t) for t in SPECIALS] == [0, 1, 2, 3, 4]
+    assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 1, 2, 3, 4)
+    assert tok.vocab_size == 1500
+    path = tmp_path / "vocab.txt"
+    tok.save_vocab(path)
+    lines = path.read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(lines) == tok.vocab_size
+    assert lines[:5] == SPECIALS                     # vocab.txt: line number = id
+    assert all(tok.token_to_id(t) == i for i, t in enumerate(lines))
+
+
+def test_save_load_round_trip_gives_identical_ids(tok, tmp_path):
+    path = tmp_path / "vocab.txt"
+    tok.save_vocab(path)
+    loaded = WordPieceTokenizer.from_vocab_file(path, lowercase=True)
+    held_out = corpus.load_pydoc_corpus("test")[:3]
+    sample = held_out + ["Déjà vu: The QUICK brown fox's __init__() returned 42!"]
+    for text in sample:
+        assert loaded.encode(text) == tok.encode(text)
+    assert loaded.encode_batch(sample) == tok.encode_batch(sample)
+    assert loaded.vocab_size == tok.vocab_size
+
+
+def test_continuation_pieces_and_word_boundaries(tok):
+    pieces = tok.tokenize("interpolations unsubscriptable")
+    assert any(p.startswith("##") for p in pieces), pieces
+    assert not pieces[0].startswith("##")
+    table = tok.continuation_table()
+    for i in range(tok.vocab_size):
+        assert table[i] == tok.id_to_token(i).startswith("##")
+    # lowercase + accent stripping (BERT uncased): case and accents do not change ids.
+    assert tok.encode("Déjà VU") == tok.encode("deja vu")
+
+
+def test_unknown_characters_map_to_unk(tok, train_docs):
+    snowman = "\u2603"
+    assert not any(snowman in d for d in train_docs)
+    assert tok.encode(f"for {snowman} in") == [tok.encode("for")[0], tok.unk_id, tok.encode("in")[0]]
+
+
+def test_hand_written_bert_vocab_matches_reference_wordpiece(tmp_path):
+    # google-research/bert tokenization.py docstring: "unaffable" -> ["un", "##aff", "##able"].
+    # Specials are deliberately NOT at 0..4 (as in bert-base-uncased: [UNK]=100 ...).
+    vocab = ["[PAD]", "un", "##aff", "##able", "aff", "[UNK]", "runn", "##ing", ",",
+             "[CLS]", "[SEP]", "[MASK]", "want", "##ed", "wa"]
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = WordPieceTokenizer.from_vocab_file(path)
+    assert tok.tokenize("Running, UNAFFABLE") == ["runn", "##ing", ",", "un", "##aff", "##able"]
+    # 'un' matches but '##want...' is not in the vocab: BERT maps the whole word to [UNK].
+    assert tok.tokenize("unwanted") == ["[UNK]"]
+    assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 5, 9, 10, 11)
+    assert tok.encode("wanted") == [12, 13]
+
+
+def test_vocab_without_specials_is_rejected(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("[PAD]\n[UNK]\nhello\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"\[CLS\]"):
+        WordPieceTokenizer.from_vocab_file(path)
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        WordPieceTokenizer.from_vocab_file(tmp_path / "missing.txt")
+
+
+# ------------------------------------------------------------------------------------ corpus
+def test_pydoc_split_is_fixed_every_tenth_sorted_document():
+    docs = corpus.pydoc_documents()
+    names = sorted(docs)
+    from pydoc_data.topics import topics
+    assert set(topics.values()) == {docs[n] for n in names if n.startswith("topic:")}
+    assert {f"module:{m}" for m in ("json", "re", "collections")} <= set(names)
+    expected_test = names[9::10]
+    assert corpus.pydoc_split_names("test") == expected_test
+    train = corpus.load_pydoc_corpus("train")
+    test = corpus.load_pydoc_corpus("test")
+    assert len(train) + len(test) == len(docs) and len(test) == len(docs) // 10
+    assert test == [docs[n] for n in expected_test]
+    assert set(train).isdisjoint(test)
+    assert corpus.load_pydoc_corpus("test") == test      # deterministic
+    with pytest.raises(ValueError, match="split='validation'"):
+        corpus.load_pydoc_corpus("validation")
+
+
+def test_module_documents_hold_module_and_member_docstrings():
+    import json
+    import inspect
+    doc = corpus.pydoc_documents()["module:json"]
+    assert doc.startswith(inspect.getdoc(json))
+    assert inspect.getdoc(json.dumps) in doc
+
+
+# ------------------------------------------------------------------------------ tfds source
+def test_load_tfds_text_with_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=5):
+        docs = corpus.load_tfds_text("lm1b", "train", data_dir=str(tmp_path))
+        assert len(docs) == 5 and all(isinstance(d, str) for d in docs)
+        assert len(corpus.load_tfds_text("lm1b", "train", str(tmp_path), max_documents=2)) == 2
+        wiki = corpus.load_tfds_text("wikipedia/20230601.en", "train", str(tmp_path), max_documents=3)
+        titles = corpus.load_tfds_text("wikipedia/20230601.en", "train", str(tmp_path),
+                                       text_key="title", max_documents=3)
+        assert len(wiki) == 3 and wiki != titles      # the default key is 'text', not 'title'
+        with pytest.raises(ValueError, match="text_key='body'"):
+            corpus.load_tfds_text("lm1b", "train", str(tmp_path), text_key="body")
+
+
+def test_load_tfds_text_missing_dataset_names_the_prepare_command(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(FileNotFoundError, match=r"tfds build lm1b --data_dir="):
+        corpus.load_tfds_text("lm1b", "train", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="not a tensorflow-datasets dataset"):
+        corpus.load_tfds_text("no_such_text_dataset", "train", data_dir=str(tmp_path))
+
+
+# ----------------------------------------------------------------------------------- packing
+CLS, SEP, PAD = 2, 3, 0
+
+
+def test_single_segment_packing_layout_by_hand():
+    continuation = np.zeros(32, bool)
+    continuation[[11, 13, 14]] = True
+    out = pack_documents([[10, 11, 12], [13, 14]], 6, CLS, SEP, PAD, continuation=continuation)
+    # stream: 10 11 12 [SEP] 13 14 -> chunks of T-2=4: [10 11 12 SEP] [13 14]
+    np.testing.assert_array_equal(out["ids"], [[CLS, 10, 11, 12, SEP, SEP],
+                                               [CLS, 13, 14, SEP, PAD, PAD]])
+    np.testing.assert_array_equal(out["segment_ids"], np.zeros((2, 6)))
+    np.testing.assert_array_equal(out["attention_mask"], [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    np.testing.assert_array_equal(out["special"], [[1, 0, 0, 0, 1, 1], [1, 0, 0, 1, 1, 1]])
+    # 11 is a '##' piece after 10; 13 starts its row (after [CLS]) so it starts a word; 14 continues.
+    np.testing.assert_array_equal(out["word_start"], [[1, 1, 0, 1, 1, 1], [1, 1, 0, 1, 1, 1]])
+    assert out["ids"].dtype == np.int32 and out["segment_ids"].dtype == np.int32
+    assert out["special"].dtype == bool and out["word_start"].dtype == bool
+
+
+def test_pair_packing_layout_by_hand():
+    out = pack_documents([[10, 11, 12, 13, 14], [20]], 6, CLS, SEP, PAD, sentence_pairs=True)
+    ids, seg, att, spec = out["ids"], out["segment_ids"], out["attention_mask"], out["special"]
+    assert ids.shape == (3, 6)
+    # Row 0: window [10 11 12] (T-3 = 3 tokens), split after 1 or 2 tokens.
+    a = int(np.flatnonzero(ids[0] == SEP)[0]) - 1
+    assert a in (1, 2)
+    np.testing.assert_array_equal(ids[0], [CLS] + [10, 11, 12][:a] + [SEP] + [10, 11, 12][a:] + [SEP])
+    np.testing.assert_array_equal(seg[0], [0] * (a + 2) + [1] * (4 - a))
+    # Row 1: window [13 14]: the only split is after one token.
+    np.testing.assert_array_equal(ids[1], [CLS, 13, SEP, 14, SEP, PAD])
+    np.testing.assert_array_equal(seg[1], [0, 0, 0, 1, 1, 0])
+    np.testing.assert_array_equal(att[1], [1, 1, 1, 1, 1, 0])
+    np.testing.assert_array_equal(spec[1], [1, 0, 1, 0, 1, 1])
+    # Row 2: a one-token window of the next document: a single segment, never crossing documents.
+    np.testing.assert_array_equal(ids[2], [CLS, 20, SEP, PAD, PAD, PAD])
+    np.testing.assert_array_equal(seg[2], np.zeros(6))
+    np.testing.assert_array_equal(spec[2], [1, 0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(out["word_start"], np.ones((3, 6), bool))
+
+
+def test_pair_split_points_are_seeded_deterministic_and_in_range():
+    doc = list(range(100, 163))             # 7 full windows of T-3 = 9 tokens
+    splits = set()
+    for seed in range(8):
+        out = pack_documents([doc], 12, CLS, SEP, PAD, sentence_pairs=True, seed=seed)
+        again = pack_documents([doc], 12, CLS, SEP, PAD, sentence_pairs=True, seed=seed)
+        for k in out:
+            np.testing.assert_array_equal(out[k], again[k])
+        for row, seg in zip(out["ids"], out["segment_ids"]):
+            seps = np.flatnonzero(row == SEP)
+            assert len(seps) == 2 and seps[1] == 11          # full windows: T-3 = 9 tokens
+            a = seps[0] - 1
+            assert 1 <= a <= 8
+            splits.add(int(a))
+            np.testing.assert_array_equal(seg, [0] * (a + 2) + [1] * (10 - a))
+        # A and B are consecutive chunks: dropping specials gives the document back.
+        np.testing.assert_array_equal(out["ids"][~out["special"]], doc)
+    assert len(splits) > 3
+
+
+def test_packing_keeps_every_token_once_and_rejects_short_rows():
+    rng = np.random.default_rng(0)
+    docs = [list(rng.integers(10, 50, size=n)) for n in (7, 0, 13, 1, 30)]
+    out = pack_documents(docs, 16, CLS, SEP, PAD)
+    real = out["ids"][~out["special"]]
+    np.testing.assert_array_equal(real, np.concatenate([d for d in docs if d]))
+    assert (out["ids"][:, 0] == CLS).all()
+    assert ((out["ids"] == PAD) == (out["attention_mask"] == 0)).all()
+    with pytest.raises(ValueError, match="seq_len=4"):
+        pack_documents(docs, 4, CLS, SEP, PAD, sentence_pairs=True)
+
+
+def test_tokenize_and_pack_word_start_follows_tokenizer_pieces(tok):
+    docs = ["Interpolation of unsubscriptable objects.", "Short one."]
+    out = tokenize_and_pack(tok, docs, 16)
+    for row, ws, spec in zip(out["ids"], out["word_start"], out["special"]):
+        for j in range(1, 16):
+            if not spec[j] and not spec[j - 1]:
+                assert ws[j] == (not tok.id_to_token(row[j]).startswith("##"))
+    assert (out["ids"][:, 0] == tok.cls_id).all()
+    np.testing.assert_array_equal(out["ids"][~out["special"]],
+                                  [i for d in tok.encode_batch(docs) for i in d])
