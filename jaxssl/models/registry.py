@@ -1,0 +1,75 @@
+"""Backbones by name: the config's ``model.backbone`` string -> a Flax module.
+
+Every backbone maps images [B, H, W, C] to features [B, feature_dim] with
+``module.apply(variables, x, train=...)`` and exposes ``module.feature_dim``.
+
+Keyword arguments are the module's fields (``stem``, ``width_multiplier``, ``dtype``,
+``patch_size``, ``pool``, ``posemb``, ``freeze_patch_embed``, ``bn_axis_name`` ...); a field
+that the named backbone does not have is an error, so a misspelt or misplaced config field
+fails loudly instead of being ignored. ``dtype`` may be given by name ('bfloat16').
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxssl.models.resnet import RESNET_DEPTHS, ResNet
+from jaxssl.models.small_cnn import SmallCNN
+from jaxssl.models.vit import VIT_SIZES, VisionTransformer
+
+# name -> (module class, fields fixed by the name)
+_BACKBONES: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
+    "small_cnn": (SmallCNN, {}),
+    **{name: (ResNet, fixed) for name, fixed in RESNET_DEPTHS.items()},
+    **{name: (VisionTransformer, fixed) for name, fixed in VIT_SIZES.items()},
+}
+
+BACKBONE_NAMES = tuple(_BACKBONES)
+
+
+def backbone_fields(name: str) -> tuple[str, ...]:
+    """The keyword arguments ``create_backbone(name, ...)`` accepts."""
+    cls, fixed = _lookup(name)
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if f.init and f.name not in ("parent", "name") and f.name not in fixed)
+
+
+def create_backbone(name: str, **kwargs) -> nn.Module:
+    """The backbone module called ``name`` (one of ``BACKBONE_NAMES``), configured by kwargs.
+
+    Raises ValueError for an unknown name (fix ``model.backbone``) or for a keyword the
+    backbone does not take.
+    """
+    cls, fixed = _lookup(name)
+    allowed = backbone_fields(name)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"backbone {name!r} (model.backbone) does not take {unknown}; remove them from the "
+            f"model config or pick a backbone that has them. {name!r} accepts: {list(allowed)}")
+    if isinstance(kwargs.get("dtype"), str):
+        try:
+            kwargs["dtype"] = jnp.dtype(kwargs["dtype"])
+        except TypeError:
+            raise ValueError(f"model.dtype={kwargs['dtype']!r} is not a dtype name; use "
+                             "'float32' or 'bfloat16'") from None
+    return cls(**fixed, **kwargs)
+
+
+def backbone_feature_dim(name: str, **kwargs) -> int:
+    """Width D of the features ``create_backbone(name, **kwargs)`` returns (no init needed)."""
+    return create_backbone(name, **kwargs).feature_dim
+
+
+def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any]]:
+    if name not in _BACKBONES:
+        raise ValueError(
+            f"unknown backbone {name!r}; set the config field model.backbone to one of "
+            f"{list(BACKBONE_NAMES)}")
+    return _BACKBONES[name]
+
+
+__all__ = ["create_backbone", "backbone_feature_dim", "backbone_fields", "BACKBONE_NAMES"]

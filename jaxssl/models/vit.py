@@ -1,0 +1,267 @@
+"""Vision Transformer encoder (Dosovitskiy et al. 2021) for MoCo v3 and MAE.
+
+Pre-LN blocks ``x + attn(norm1(x))``, ``x + mlp(norm2(x))`` (LayerNorm eps 1e-6, exact-erf
+GELU), a final LayerNorm, a class token, patch embedding by a conv with kernel = stride =
+patch size, and either fixed 2-D sine-cosine position embeddings (MoCo v3, MAE; the class
+token's position is zero) or learned ones (timm; including the class token's position).
+
+Parameter names map mechanically onto timm's ``VisionTransformer`` state dict (Dense kernels
+are [in, out], torch weights [out, in]; conv kernels [kh, kw, in, out]):
+
+===========================================  ==========================================
+Flax path                                    timm key
+===========================================  ==========================================
+``patch_embed/{kernel,bias}``                ``patch_embed.proj.{weight,bias}``
+``cls_token`` [1, 1, D]                      ``cls_token``
+``pos_embed`` [1, 1 + N, D] (learned only)   ``pos_embed`` (sincos: regenerate it with
+                                             ``sincos_2d_position_embedding`` + a zero row)
+``blocks_i/norm1/{scale,bias}``              ``blocks.i.norm1.{weight,bias}``
+``blocks_i/attn/qkv``, ``blocks_i/attn/proj``  ``blocks.i.attn.qkv``, ``blocks.i.attn.proj``
+``blocks_i/mlp/fc1``, ``blocks_i/mlp/fc2``   ``blocks.i.mlp.fc1``, ``blocks.i.mlp.fc2``
+``norm/{scale,bias}``                        ``norm.{weight,bias}``
+===========================================  ==========================================
+
+The fused ``qkv`` output is laid out as timm's: ``reshape(B, L, 3, heads, head_dim)``.
+
+Initialisation follows MoCo v3's ``vits.py`` (close to MAE's): Dense kernels xavier-uniform
+(qkv with the fan of one of Q, K, V, as if they were separate layers), biases zero, patch
+projection xavier-uniform over its flattened [p*p*C, D] kernel, class token N(0, 1e-6)
+(MAE uses 0.02), learned positions truncated N(0, 0.02).
+
+No dropout or drop-path: MoCo v3 and MAE pretrain without them; ``train`` is accepted for a
+uniform backbone signature. Attention runs through ``jax.nn.dot_product_attention`` (logits
+and softmax in float32 for bfloat16 inputs).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+POOLS = ("cls", "gap")
+POSEMBS = ("sincos2d", "learned")
+LN_EPSILON = 1e-6
+
+dense_kernel_init = nn.initializers.xavier_uniform()
+# torch xavier_uniform_ on the conv weight viewed as [D, C * p * p]: fan_in = p*p*C, fan_out = D.
+patch_kernel_init = nn.initializers.xavier_uniform(in_axis=(0, 1, 2), out_axis=-1)
+
+
+def qkv_kernel_init(key, shape, dtype=jnp.float32):
+    """Xavier-uniform for a fused [D, 3D] qkv kernel with the fans of one [D, D] projection.
+
+    MoCo v3 vits.py: ``val = sqrt(6 / (weight.shape[0] // 3 + weight.shape[1]))``.
+    """
+    fan_in, fan_out = shape[0], shape[1] // 3
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+
+def sincos_2d_position_embedding(grid_h: int, grid_w: int, dim: int,
+                                 temperature: float = 10000.0) -> np.ndarray:
+    """Fixed 2-D sine-cosine position embedding, [grid_h * grid_w, dim] float32 (no cls row).
+
+    Row-major over the patch grid (token t = row * grid_w + col). With omega_k =
+    temperature^(-k / (dim / 4)), k = 0 .. dim/4 - 1, the embedding of (row, col) is
+    [sin(col * omega), cos(col * omega), sin(row * omega), cos(row * omega)] -- MAE's
+    ``get_2d_sincos_pos_embed`` (whose first half encodes the column, as its meshgrid puts
+    w first) and MoCo v3's ``build_2d_sincos_position_embedding``.
+    """
+    if dim % 4:
+        raise ValueError(
+            f"sincos2d position embedding needs hidden_dim divisible by 4, got {dim}; "
+            "change model.hidden_dim or use posemb='learned'")
+    omega = 1.0 / temperature ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
+    rows, cols = np.meshgrid(np.arange(grid_h, dtype=np.float64),
+                             np.arange(grid_w, dtype=np.float64), indexing="ij")
+    angle_col = cols.reshape(-1, 1) * omega[None, :]
+    angle_row = rows.reshape(-1, 1) * omega[None, :]
+    table = np.concatenate([np.sin(angle_col), np.cos(angle_col),
+                            np.sin(angle_row), np.cos(angle_row)], axis=1)
+    return table.astype(np.float32)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention: [B, L, D] -> [B, L, D] (fused ``qkv``, output ``proj``)."""
+
+    num_heads: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        batch, length, dim = x.shape
+        qkv = nn.Dense(3 * dim, kernel_init=qkv_kernel_init, dtype=self.dtype,
+                       param_dtype=jnp.float32, name="qkv")(x)
+        qkv = qkv.reshape(batch, length, 3, self.num_heads, dim // self.num_heads)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, L, heads, head_dim]
+        out = jax.nn.dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(head_dim)) v
+        return nn.Dense(dim, kernel_init=dense_kernel_init, dtype=self.dtype,
+                        param_dtype=jnp.float32, name="proj")(out.reshape(batch, length, dim))
+
+
+class MlpBlock(nn.Module):
+    """fc1 -> GELU (exact erf, as torch nn.GELU) -> fc2: [B, L, D] -> [B, L, D]."""
+
+    mlp_dim: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        dense = lambda n, name: nn.Dense(n, kernel_init=dense_kernel_init, dtype=self.dtype,
+                                         param_dtype=jnp.float32, name=name)
+        y = nn.gelu(dense(self.mlp_dim, "fc1")(x), approximate=False)
+        return dense(x.shape[-1], "fc2")(y)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN transformer block: x + attn(norm1(x)), then + mlp(norm2(x)). [B, L, D] -> same."""
+
+    num_heads: int
+    mlp_dim: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        norm = lambda name: nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype,
+                                         param_dtype=jnp.float32, name=name)
+        x = x + SelfAttention(self.num_heads, self.dtype, name="attn")(norm("norm1")(x))
+        return x + MlpBlock(self.mlp_dim, self.dtype, name="mlp")(norm("norm2")(x))
+
+
+class VisionTransformer(nn.Module):
+    """ViT encoder: images [B, H, W, C] -> features [B, hidden_dim].
+
+    Attributes:
+      patch_size: side of the square patches (16 for 224 px, 4 for 32 px, 2 for digits).
+      hidden_dim, depth, num_heads: width D, number of blocks, attention heads.
+      mlp_dim: MLP hidden width (None: 4 * hidden_dim).
+      pool: 'cls' (the class token's output) or 'gap' (mean of the patch tokens' outputs
+        after the final norm, as timm's ``global_pool='avg'``).
+      posemb: 'sincos2d' (fixed) or 'learned'.
+      freeze_patch_embed: MoCo v3's "stop-grad conv1": the patch projection's output goes
+        through ``jax.lax.stop_gradient``, so its kernel and bias get exactly zero gradient.
+        (The optimizer must also leave them out of weight decay, as torch's
+        ``requires_grad=False`` does.)
+      dtype: compute dtype; params stay float32.
+
+    Entry points (MAE encodes only the visible patches):
+      ``embed_patches(x)``: [B, H, W, C] -> [B, N, D] patch tokens with positions added.
+      ``encode_tokens(tokens, train)``: [B, L, D] -> [B, 1 + L, D] (class token first).
+      ``__call__(x, train)``: [B, H, W, C] -> [B, D] pooled.
+    Initialise through ``__call__`` (learned position embeddings are created there).
+    """
+
+    patch_size: int = 16
+    hidden_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_dim: int | None = None
+    pool: str = "cls"
+    posemb: str = "sincos2d"
+    freeze_patch_embed: bool = False
+    dtype: Any = jnp.float32
+
+    @property
+    def feature_dim(self) -> int:
+        """D of the pooled output (= hidden_dim)."""
+        return self.hidden_dim
+
+    def setup(self):
+        if self.pool not in POOLS:
+            raise ValueError(f"VisionTransformer pool={self.pool!r} is not one of {POOLS} "
+                             "(config field model.pool)")
+        if self.posemb not in POSEMBS:
+            raise ValueError(f"VisionTransformer posemb={self.posemb!r} is not one of "
+                             f"{POSEMBS} (config field model.posemb)")
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"VisionTransformer hidden_dim={self.hidden_dim} is not divisible "
+                             f"by num_heads={self.num_heads}; change one of them")
+        self.cls_token = self.param("cls_token", nn.initializers.normal(1e-6),
+                                    (1, 1, self.hidden_dim), jnp.float32)
+        mlp_dim = self.mlp_dim or 4 * self.hidden_dim
+        self.blocks = [EncoderBlock(self.num_heads, mlp_dim, self.dtype)
+                       for _ in range(self.depth)]
+        self.norm = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, param_dtype=jnp.float32)
+
+    @nn.compact
+    def embed_patches(self, x):
+        """x: [B, H, W, C] -> patch tokens [B, (H/p)(W/p), D] in ``dtype``, positions added.
+
+        Tokens are in row-major patch order; no class token.
+        """
+        _, height, width, _ = x.shape
+        p = self.patch_size
+        if height % p or width % p:
+            raise ValueError(f"image size {height}x{width} is not divisible by "
+                             f"patch_size={p} (config field model.patch_size)")
+        grid_h, grid_w = height // p, width // p
+        tokens = nn.Conv(self.hidden_dim, (p, p), strides=(p, p), padding="VALID",
+                         kernel_init=patch_kernel_init, dtype=self.dtype,
+                         param_dtype=jnp.float32, name="patch_embed")(jnp.asarray(x, self.dtype))
+        if self.freeze_patch_embed:
+            tokens = jax.lax.stop_gradient(tokens)
+        tokens = tokens.reshape(tokens.shape[0], grid_h * grid_w, self.hidden_dim)
+        if self.posemb == "sincos2d":
+            pos = jnp.asarray(sincos_2d_position_embedding(grid_h, grid_w, self.hidden_dim))
+        else:
+            pos = self.param("pos_embed", nn.initializers.truncated_normal(0.02),
+                             (1, 1 + grid_h * grid_w, self.hidden_dim), jnp.float32)[0, 1:]
+        return tokens + pos.astype(self.dtype)
+
+    def encode_tokens(self, tokens, train: bool = False):
+        """tokens: [B, L, D] (any subset of ``embed_patches`` rows) -> [B, 1 + L, D].
+
+        Prepends the class token (plus its learned position, if any), runs the blocks and the
+        final LayerNorm. Output row 0 is the class token.
+        """
+        del train  # no dropout / drop-path in pretraining
+        cls = self.cls_token
+        if self.posemb == "learned":
+            if not self.has_variable("params", "pos_embed"):
+                raise ValueError("VisionTransformer with posemb='learned' must be initialised "
+                                 "through __call__ (or embed_patches) before encode_tokens")
+            cls = cls + self.get_variable("params", "pos_embed")[:, :1]
+        batch = tokens.shape[0]
+        cls = jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, self.hidden_dim))
+        x = jnp.concatenate([cls, jnp.asarray(tokens, self.dtype)], axis=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def __call__(self, x, train: bool = False):
+        """x: [B, H, W, C] -> [B, hidden_dim] (class token, or mean of patch tokens)."""
+        out = self.encode_tokens(self.embed_patches(x), train)
+        if self.pool == "cls":
+            return out[:, 0]
+        return jnp.mean(out[:, 1:], axis=1, dtype=jnp.float32).astype(self.dtype)
+
+
+# Fields fixed by each standard size (Dosovitskiy et al. Table 1; Ti and S from DeiT).
+VIT_SIZES = {
+    "vit_tiny": dict(hidden_dim=192, depth=12, num_heads=3),
+    "vit_small": dict(hidden_dim=384, depth=12, num_heads=6),
+    "vit_base": dict(hidden_dim=768, depth=12, num_heads=12),
+}
+
+
+def vit_tiny(**kwargs) -> VisionTransformer:
+    """ViT-Ti: D 192, 12 blocks, 3 heads, MLP 768 (5.5M params at /16, 224 px)."""
+    return VisionTransformer(**VIT_SIZES["vit_tiny"], **kwargs)
+
+
+def vit_small(**kwargs) -> VisionTransformer:
+    """ViT-S: D 384, 12 blocks, 6 heads, MLP 1536 (21.7M params at /16, 224 px)."""
+    return VisionTransformer(**VIT_SIZES["vit_small"], **kwargs)
+
+
+def vit_base(**kwargs) -> VisionTransformer:
+    """ViT-B: D 768, 12 blocks, 12 heads, MLP 3072 (85.8M params at /16, 224 px, learned pos)."""
+    return VisionTransformer(**VIT_SIZES["vit_base"], **kwargs)
+
+
+__all__ = ["VisionTransformer", "EncoderBlock", "SelfAttention", "MlpBlock",
+           "sincos_2d_position_embedding", "vit_tiny", "vit_small", "vit_base", "VIT_SIZES",
+           "qkv_kernel_init", "POOLS", "POSEMBS"]
