@@ -5,6 +5,10 @@ import importlib
 
 _METHODS = {
     "simclr": ("jaxssl.methods.simclr", "SimCLR"),
+    "moco_v2": ("jaxssl.methods.moco", "MoCoV2"),
+    "moco_v3": ("jaxssl.methods.moco", "MoCoV3"),
+    "mlm": ("jaxssl.methods.mlm", "MaskedLM"),
+    "mae": ("jaxssl.methods.mae", "MAE"),
 }
 
 

@@ -22,6 +22,11 @@ class Method(abc.ABC):
         self.config = config
         self.mesh = mesh
 
+    @classmethod
+    def validate_config(cls, config) -> None:
+        """Check this method's config fields (dataset, model, method section) before device
+        work; raise ``ValueError`` via ``jaxssl.config.fail`` naming field, value and fix."""
+
     # ----- data -------------------------------------------------------------------------
     @abc.abstractmethod
     def make_feeder(self) -> Any:

@@ -21,6 +21,14 @@ from jaxssl.methods.base import Method
 class ImageMethod(Method):
     unit = "img"
 
+    @classmethod
+    def validate_config(cls, config) -> None:
+        from jaxssl.config import KNOWN_BACKBONES, KNOWN_IMAGE_DATASETS, fail
+        if config.data.name not in KNOWN_IMAGE_DATASETS:
+            fail("data.name", config.data.name, f"use one of {list(KNOWN_IMAGE_DATASETS)}")
+        if config.model.backbone not in KNOWN_BACKBONES:
+            fail("model.backbone", config.model.backbone, f"use one of {list(KNOWN_BACKBONES)}")
+
     def __init__(self, config, mesh):
         super().__init__(config, mesh)
         self.pretrain_source = sources.load_image_source(config.data, "pretrain")
