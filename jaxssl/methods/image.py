@@ -23,9 +23,9 @@ class ImageMethod(Method):
 
     @classmethod
     def validate_config(cls, config) -> None:
-        from jaxssl.config import KNOWN_BACKBONES, KNOWN_IMAGE_DATASETS, fail
-        if config.data.name not in KNOWN_IMAGE_DATASETS:
-            fail("data.name", config.data.name, f"use one of {list(KNOWN_IMAGE_DATASETS)}")
+        from jaxssl.config import KNOWN_BACKBONES, fail
+        if config.data.name not in sources.KNOWN_DATASETS:
+            fail("data.name", config.data.name, f"use one of {list(sources.KNOWN_DATASETS)}")
         if config.model.backbone not in KNOWN_BACKBONES:
             fail("model.backbone", config.model.backbone, f"use one of {list(KNOWN_BACKBONES)}")
 
@@ -51,7 +51,13 @@ class ImageMethod(Method):
         return int(self.config.train.batch_size)
 
     def two_views(self, batch, step, view_cfg_b=None):
-        """The two augmented views ``[B, S, S, C]`` of the step's images, keyed by (seed, step)."""
+        """The two augmented views ``[B, S, S, C]`` of the step's images, keyed by (seed, step).
+
+        A batch may instead carry ``"views"``: float ``[B, 2, S, S, C]`` views augmented
+        elsewhere (benchmarks against peers that time the step on given tensors), used as is.
+        """
+        if "views" in batch:
+            return batch["views"][:, 0], batch["views"][:, 1]
         key = rng.step_key(self.config.seed, "augment", step)
         images = batch["image"]
         cfg_b = view_cfg_b or self.view_cfg
