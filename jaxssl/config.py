@@ -10,7 +10,7 @@ import math
 
 import ml_collections
 
-KNOWN_IMAGE_DATASETS = ("digits", "cifar10", "cifar100", "stl10", "imagenet2012")
+KNOWN_IMAGE_DATASETS = ("digits", "cifar10", "cifar100", "stl10", "imagenet2012", "image_folder")
 KNOWN_BACKBONES = ("small_cnn", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small", "vit_base")
 
 
@@ -73,8 +73,21 @@ def base_config() -> ml_collections.ConfigDict:
         checkpoint_every_steps=1000,
         max_checkpoints_to_keep=3,
         eval_every_steps=0,       # 0: evaluate only at the end
-        nonfinite_policy="skip",  # 'skip' | 'abort': what a NaN/Inf loss or gradient does
+        # What a NaN/Inf loss or gradient does (docs/reliability.md): 'skip' (no update, counted),
+        # 'abort' (exit code 3, last good checkpoint kept) or 'rollback' (restore the last
+        # checkpoint, continue after the bad batch).
+        nonfinite_policy="skip",
+        restore_fallback=False,   # a damaged latest checkpoint: fall back to the previous one
+        # Start a NEW run from another run's checkpoint (step folder, checkpoints folder or
+        # workdir): loads params / model_state leaves that match by name and shape.
+        init_from=ml_collections.FieldReference(None, field_type=str),
+        debug_nan_at_step=-1,     # TEST HOOK: make the loss NaN at this step (-1: off)
     ))
+
+    # Collapse monitor (jaxssl.monitor): warn when the loss stays at its chance value or the
+    # embedding spread collapses.
+    c.monitor = ml_collections.ConfigDict(dict(
+        collapse_loss_rel_tol=0.01, collapse_patience=3, collapse_std_floor=0.05))
 
     c.eval = ml_collections.ConfigDict(dict(
         enabled=True,
@@ -111,11 +124,19 @@ def fail(field: str, value, fix: str):
     raise ValueError(f"config field {field}={value!r} is invalid: {fix}")
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
+NONFINITE_POLICIES = ("skip", "abort", "rollback")
+MASK_RATE_FIELDS = {"mlm": ("rate", "mask_rate", "mask_prob"), "mae": ("mask_ratio", "mask_rate")}
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
+             num_processes: int | None = None) -> None:
     """Check a config before any device work; raise ``ValueError`` naming field, value and fix.
 
-    Common fields are checked here; each method checks its own section and its dataset and
-    model names in its ``validate_config`` (called last).
+    Common fields are checked here (including the generic rules for method sections that are
+    present: a mask rate in (0, 1), a MoCo queue that is a multiple of the global batch); each
+    method checks its own section and its dataset and model names in its ``validate_config``
+    (called last). ``num_devices`` / ``num_processes`` default to what JAX sees (reading the
+    device count allocates nothing); the global batch must split evenly over both.
     """
     from jaxssl.methods import get_method_class, known_methods
     if config.method not in known_methods():
@@ -123,25 +144,64 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.model.dtype not in ("float32", "bfloat16"):
         fail("model.dtype", config.model.dtype, "use 'float32' or 'bfloat16'")
     t = config.train
+    if t.num_steps < 0:
+        fail("train.num_steps", t.num_steps, "must be positive (or 0 when train.num_epochs is set)")
+    if t.num_epochs < 0:
+        fail("train.num_epochs", t.num_epochs, "must be positive (or 0 when train.num_steps is set)")
     if (t.num_steps > 0) == (t.num_epochs > 0):
         raise ValueError(
             f"config fields train.num_steps={t.num_steps!r} and train.num_epochs={t.num_epochs!r}: "
             "set exactly one of them to a positive value (the other to 0)")
-    if t.num_steps < 0:
-        fail("train.num_steps", t.num_steps, "must be positive")
-    if t.num_epochs < 0:
-        fail("train.num_epochs", t.num_epochs, "must be positive")
     if t.batch_size <= 0:
         fail("train.batch_size", t.batch_size, "must be a positive global batch size")
-    for name in ("log_every_steps", "checkpoint_every_steps"):
+    for name in ("log_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep"):
         if t[name] <= 0:
-            fail(f"train.{name}", t[name], "must be a positive number of steps")
-    if t.nonfinite_policy not in ("skip", "abort"):
-        fail("train.nonfinite_policy", t.nonfinite_policy, "use 'skip' or 'abort'")
+            fail(f"train.{name}", t[name], "must be a positive number")
+    if t.eval_every_steps < 0:
+        fail("train.eval_every_steps", t.eval_every_steps, "use 0 (only at the end) or a positive number")
+    if t.nonfinite_policy not in NONFINITE_POLICIES:
+        fail("train.nonfinite_policy", t.nonfinite_policy, f"use one of {list(NONFINITE_POLICIES)}")
     if config.optim.base_lr <= 0:
         fail("optim.base_lr", config.optim.base_lr, "the learning rate must be > 0")
     if "temperature" in config.loss and config.loss.temperature <= 0:
         fail("loss.temperature", config.loss.temperature, "the temperature must be > 0")
     if config.mesh.num_devices < 0:
         fail("mesh.num_devices", config.mesh.num_devices, "use 0 for all devices or a positive count")
+    if "monitor" in config:
+        m = config.monitor
+        if m.collapse_loss_rel_tol <= 0:
+            fail("monitor.collapse_loss_rel_tol", m.collapse_loss_rel_tol, "must be > 0 (e.g. 0.01)")
+        if m.collapse_patience < 1:
+            fail("monitor.collapse_patience", m.collapse_patience, "must be >= 1 logged steps")
+    for section, fields in MASK_RATE_FIELDS.items():
+        if section in config:
+            for name in fields:
+                if name in config[section] and not 0.0 < config[section][name] < 1.0:
+                    fail(f"{section}.{name}", config[section][name],
+                         "the masked fraction must lie strictly between 0 and 1 "
+                         "(BERT: 0.15, MAE: 0.75)")
+    if "moco" in config and "queue_size" in config.moco and config.method == "moco_v2":
+        k = config.moco.queue_size
+        if k <= 0 or k % t.batch_size:
+            nearest = max(1, round(k / t.batch_size)) * t.batch_size
+            fail("moco.queue_size", k, "the queue must be a positive multiple of the global batch "
+                 f"train.batch_size={t.batch_size}; use e.g. {nearest}")
+    _check_batch_split(config, num_devices, num_processes)
     get_method_class(config.method).validate_config(config)
+
+
+def _check_batch_split(config, num_devices: int | None, num_processes: int | None) -> None:
+    if num_devices is None or num_processes is None:
+        import jax  # deferred: config files import this module without JAX
+        num_devices = num_devices if num_devices is not None else jax.device_count()
+        num_processes = num_processes if num_processes is not None else jax.process_count()
+    want = int(config.mesh.num_devices) or num_devices
+    if want > num_devices:
+        fail("mesh.num_devices", config.mesh.num_devices,
+             f"only {num_devices} devices are visible; use at most {num_devices} (0: all)")
+    b = int(config.train.batch_size)
+    if b % want or b % num_processes:
+        multiple = math.lcm(want, num_processes)
+        fail("train.batch_size", b,
+             f"the global batch must split evenly over the {want} devices and {num_processes} "
+             f"processes; use a multiple of {multiple} (e.g. {max(1, round(b / multiple)) * multiple})")

@@ -80,11 +80,16 @@ def format_duration(seconds: float) -> str:
 
 
 def progress_line(step: int, total: int, scalars: Mapping[str, float], items_per_s: float,
-                  unit: str, eta_s: float) -> str:
-    """``step 100/1000 | loss 5.1234 | lr 3.00e-01 | 812 img/s | eta 1m10s``."""
+                  unit: str, eta_s: float, mfu: float | None = None) -> str:
+    """``step 100/1000 | loss 5.1234 | lr 3.00e-01 | 812 img/s | mfu 41.3% | eta 1m10s``.
+
+    ``mfu`` is the model-FLOP utilisation in [0, 1] (``jaxssl.flops.mfu``); ``None`` prints
+    ``mfu n/a`` (unknown device peak, e.g. CPU, or a method without a FLOP count).
+    """
     parts = [f"step {step}/{total}"]
     for k, v in scalars.items():
         parts.append(f"{k} {v:.3e}" if k == "lr" else f"{k} {v:.4f}")
     parts.append(f"{items_per_s:,.0f} {unit}/s")
+    parts.append("mfu n/a" if mfu is None else f"mfu {100 * mfu:.1f}%")
     parts.append(f"eta {format_duration(eta_s)}")
     return " | ".join(parts)

@@ -4,11 +4,38 @@ One step is one ``jax.jit`` over global arrays on a ``("data",)`` mesh: the batc
 over devices, the state replicated and donated. The same code runs on 1 device, N devices and
 several processes. Running the same command again resumes from the last checkpoint in
 ``WORKDIR/checkpoints``; data order and augmentation are functions of (seed, step), so the
-resumed run sees the same batches.
+resumed run sees the same batches and ends bit-identical to an uninterrupted one (on the same
+device count). docs/reliability.md lists every promise; this module keeps them:
 
-Exit codes (``jaxssl.main``): 0 done; 1 error; 3 aborted on a NaN/Inf loss or gradient
-(``train.nonfinite_policy='abort'``; the last good checkpoint is kept); 75 preempted by SIGTERM
-after a checkpoint of the current step was written (rerun the same command to resume).
+* **Preemption** (SIGTERM): the state of the current step is saved, the save awaited, and the
+  process exits with :data:`EXIT_PREEMPTED`. One process: a Python SIGTERM handler sets a flag
+  read before every step. Several processes (``jax.distributed``): JAX's preemption service
+  (``multihost_utils.reached_preemption_sync_point``, the protocol orbax and MaxText use)
+  catches SIGTERM on any process and makes every process stop at the same step (one past the
+  largest step any process had reached), so the collective save lines up; if that service is
+  disabled, a Python handler plus an all-gather of the flags before every step does the same.
+* **Non-finite loss or gradients** (``train.nonfinite_policy``): the step itself never applies
+  such an update (params, optimizer and model state stay as they were; the step counter
+  advances past the bad batch; ``nonfinite_steps`` counts it and ``last_nonfinite_step``
+  records it). The trainer reads the counter at every logged step and before every save
+  (reading it every step would stall the asynchronous dispatch) and then applies the policy:
+  ``skip`` logs a warning and goes on; ``abort`` writes the metrics row, flushes, keeps the
+  last good checkpoint (nothing after the bad step is saved) and exits with
+  :data:`EXIT_NONFINITE`; ``rollback`` restores the last checkpoint (or the initial state)
+  and continues at the step after the bad one, i.e. it also discards the updates since that
+  checkpoint and skips their batches (the PaLM recipe for loss spikes). Because the batch is
+  a function of the step, "moving past the bad batch" means setting the step to
+  ``bad_step + 1``: the learning-rate schedule and augmentation keys follow the step too.
+  Replaying a rolled-back run after a kill is still deterministic (the same NaN recurs at the
+  same step and is rolled back the same way).
+* ``checkpoint.Checkpointer`` refuses to save a state with NaN/Inf, verifies every restore, and
+  surfaces async save errors at the next save or at exit; the final save is always awaited.
+
+Exit codes (``jaxssl.main``): 0 done; 1 error (bad config, damaged or mismatched checkpoint,
+failed save); 3 (:data:`EXIT_NONFINITE`) aborted on a NaN/Inf loss or gradient; 75
+(:data:`EXIT_PREEMPTED`, ``EX_TEMPFAIL`` of sysexits.h: "try again later", what requeueing
+schedulers test for) preempted by SIGTERM after a checkpoint of the current step was written:
+rerun the same command to resume.
 """
 from __future__ import annotations
 
@@ -19,16 +46,20 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxssl import checkpoint as checkpoint_lib
 from jaxssl import config as config_lib
+from jaxssl import flops as flops_lib
 from jaxssl import metrics as metrics_lib
+from jaxssl import monitor as monitor_lib
 from jaxssl import optim, rng, run_info
 from jaxssl import sharding as sharding_lib
 from jaxssl import train_state as state_lib
 from jaxssl.methods import get_method_class
 
+EXIT_ERROR = 1
 EXIT_NONFINITE = 3
 EXIT_PREEMPTED = 75
 
@@ -44,35 +75,50 @@ class Preempted(SystemExit):
 
 def _tree_all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(x.dtype, jnp.floating)]
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def make_train_step(method, tx, lr_fn):
+def make_train_step(method, tx, lr_fn, debug_nan_at_step: int = -1):
     """``(state, batch) -> (state, metrics)``: loss, gradients, update, method hook.
 
-    A step whose loss or gradients are not finite leaves params, optimizer state and model
-    state unchanged (the step counter still advances, so the bad batch is passed over) and
-    increments ``nonfinite_steps``; the trainer's policy decides whether to go on.
+    A step whose loss, gradients or new model state (BN statistics, teacher, queue) are not
+    all finite leaves params, optimizer state and model state unchanged; the step counter
+    still advances (the bad batch is passed over), ``nonfinite_steps`` is incremented and
+    ``last_nonfinite_step`` set to the step. The trainer's policy decides what happens next.
+
+    ``debug_nan_at_step`` (>= 0) is a test hook: the loss of that step is multiplied by NaN,
+    which makes the loss and every gradient NaN, as a diverged step would.
     """
     def step_fn(state: state_lib.TrainState, batch):
         def loss_fn(params):
-            return method.loss(params, state.model_state, batch, state.step)
+            loss, aux = method.loss(params, state.model_state, batch, state.step)
+            if debug_nan_at_step >= 0:
+                loss = loss * jnp.where(state.step == debug_nan_at_step, jnp.nan, 1.0)
+            return loss, aux
 
         (loss, (model_state, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new = state.replace(params=params, opt_state=opt_state, model_state=model_state)
         new = method.after_update(new)
-        finite = jnp.isfinite(loss) & _tree_all_finite(grads)
+        finite = jnp.isfinite(loss) & _tree_all_finite(grads) & _tree_all_finite(new.model_state)
         kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
-        kept = kept.replace(step=state.step + 1,
-                            nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
+        kept = kept.replace(
+            step=state.step + 1,
+            nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
+            last_nonfinite_step=jnp.where(finite, state.last_nonfinite_step, state.step))
         metrics = {"loss": loss, "lr": lr_fn(state.step), "grad_norm": optax.global_norm(grads),
                    **aux}
         return kept, metrics
 
     return step_fn
+
+
+# Fields whose change does not change the run's computation, or is checked elsewhere: the
+# device count (a resume on another device count is allowed and warned about by the checkpoint)
+# and the opt-in fall-back past a damaged checkpoint.
+_RESUMABLE_CHANGES = ("mesh.", "train.restore_fallback")
 
 
 def _check_workdir_config(workdir: str, config, allow_change: bool) -> None:
@@ -91,7 +137,8 @@ def _check_workdir_config(workdir: str, config, allow_change: bool) -> None:
         return out
 
     a, b = flat(old), flat(new)
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    diff = sorted(k for k in set(a) | set(b)
+                  if a.get(k) != b.get(k) and not k.startswith(_RESUMABLE_CHANGES))
     if diff:
         lines = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:10])
         raise ValueError(
@@ -120,6 +167,45 @@ class Setup:
         self.abstract_state = state_lib.abstract(self.init_fn, self.tx, self.mesh)
 
 
+class PreemptionWatch:
+    """Has a SIGTERM asked this run to stop? Answers the same at the same step on every process."""
+
+    def __init__(self):
+        self._flag = False
+        self._old_handler = None
+        self._service = jax.process_count() > 1
+        if self._service:
+            from jax.experimental import multihost_utils
+            try:
+                multihost_utils.reached_preemption_sync_point(-1)
+            except RuntimeError:  # jax_enable_preemption_service is off: own handler + all-gather
+                self._service = False
+        if not self._service:
+            self._old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame):
+        del signum, frame
+        self._flag = True
+
+    def should_stop(self, step: int) -> bool:
+        from jax.experimental import multihost_utils
+        if self._service:
+            return bool(multihost_utils.reached_preemption_sync_point(step))
+        if jax.process_count() > 1:
+            flags = multihost_utils.process_allgather(np.array([self._flag], np.int32))
+            return bool(np.any(flags))
+        return self._flag
+
+    def close(self) -> None:
+        if self._old_handler is not None:
+            signal.signal(signal.SIGTERM, self._old_handler)
+            self._old_handler = None
+
+
+def _replicated_scalar(value: int, mesh) -> jax.Array:
+    return jax.device_put(np.int32(value), sharding_lib.replicated(mesh))
+
+
 def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     """Train (or resume) and evaluate; returns the final evaluation results."""
     config_lib.validate(config)
@@ -130,6 +216,7 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     setup = Setup(config)
     mesh, method, feeder, tx = setup.mesh, setup.method, setup.feeder, setup.tx
     global_batch, total, lr_fn = setup.global_batch, setup.total_steps, setup.lr_fn
+    tcfg = config.train
     run_info.record_start(workdir, config)
     metrics_lib.log(
         f"jaxssl {config.method}: mesh {dict(mesh.shape)} of {mesh.devices.size} "
@@ -137,45 +224,57 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
         f"{global_batch} ({global_batch // jax.process_count()} per process), "
         f"{setup.steps_per_epoch} steps/epoch, {total} steps")
 
-    ckpt = checkpoint_lib.Checkpointer(workdir, config.train.max_checkpoints_to_keep)
+    ckpt = checkpoint_lib.Checkpointer(workdir, tcfg.max_checkpoints_to_keep)
     abstract_state = setup.abstract_state
-    latest = ckpt.latest_step()
-    if latest is not None:
-        metrics_lib.log(f"resuming from {ckpt.directory}/{latest}")
-        state = ckpt.restore(latest, abstract_state)
+
+    def fresh_state():
+        return state_lib.create(setup.init_fn, tx, mesh)
+
+    if ckpt.latest_step() is not None:
+        restored_step, state = ckpt.restore_latest(abstract_state, fallback=tcfg.restore_fallback)
+        if state is None:  # every checkpoint was damaged and moved away (restore_fallback)
+            metrics_lib.log("restore_fallback: no usable checkpoint left; starting from scratch")
+            state = fresh_state()
+        else:
+            metrics_lib.log(f"resuming from {ckpt.step_path(restored_step)}")
     else:
-        state = state_lib.create(setup.init_fn, tx, mesh)
-    start = int(state.step)
+        state = fresh_state()
+        if tcfg.init_from:
+            state, loaded, initialised = checkpoint_lib.init_from(tcfg.init_from, state, mesh)
+            metrics_lib.log(
+                f"init_from {tcfg.init_from}: loaded {len(loaded)} leaves ({', '.join(loaded)}); "
+                f"newly initialised {len(initialised)} leaves ({', '.join(initialised) or 'none'})")
 
     shardings = state_lib.state_shardings(abstract_state, mesh)
-    train_step = jax.jit(make_train_step(method, tx, lr_fn), donate_argnums=0,
+    train_step = jax.jit(make_train_step(method, tx, lr_fn, int(tcfg.debug_nan_at_step)),
+                         donate_argnums=0,
                          out_shardings=(shardings, sharding_lib.replicated(mesh)))
     writer = metrics_lib.MetricWriter(workdir)
-
-    preempt = {"flag": False}
-    old_handler = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum, frame):
-        preempt["flag"] = True
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    log_every = int(config.train.log_every_steps)
-    eval_every = int(config.train.eval_every_steps)
+    mon = config.get("monitor") or {}
+    collapse = monitor_lib.CollapseMonitor(
+        monitor_lib.chance_loss(config, method), rel_tol=mon.get("collapse_loss_rel_tol", 0.01),
+        patience=mon.get("collapse_patience", 3), std_floor=mon.get("collapse_std_floor", 0.05))
+    flops_per_step = method.flops_per_step()
+    log_every, ckpt_every = int(tcfg.log_every_steps), int(tcfg.checkpoint_every_steps)
+    eval_every = int(tcfg.eval_every_steps)
     nonfinite_seen = int(state.nonfinite_steps)
-    t_last, step_last = time.perf_counter(), start
+    step = int(state.step)
+    t_last, step_last = time.perf_counter(), step
     timed_since, timed_steps, timed_time = None, 0, 0.0
+
+    watch = PreemptionWatch()
+    failing = False
     try:
-        for step in range(start, total):
-            if preempt["flag"]:
-                metrics_lib.log(f"SIGTERM: saving step {step} and exiting with code {EXIT_PREEMPTED}")
-                ckpt.save(step, state, force=True)
-                ckpt.wait()
-                writer.flush()
-                raise Preempted()
-            batch = feeder(step)
-            state, metrics = train_step(state, batch)
+        while step < total:
+            if watch.should_stop(step):
+                _save_preempted(ckpt, step, state, writer)
+            state, metrics = train_step(state, feeder(step))
             done = step + 1
-            if done % log_every == 0 or done == total:
+            step = done
+            is_log = done % log_every == 0 or done == total
+            is_ckpt = done % ckpt_every == 0 or done == total
+            scalars = None
+            if is_log:
                 scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 now = time.perf_counter()
                 dt, ds = now - t_last, done - step_last
@@ -186,33 +285,69 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
                     timed_time += dt
                 rate = (timed_steps / timed_time) if timed_time > 0 else ds / max(dt, 1e-9)
                 items_s = rate * method.items_per_step()
+                mfu = flops_lib.mfu(flops_per_step, rate, num_devices=mesh.devices.size)
                 scalars["nonfinite_steps"] = float(int(state.nonfinite_steps))
-                writer.write(done, {**scalars, f"{method.unit}_per_s": items_s})
+                writer.write(done, {**scalars, f"{method.unit}_per_s": items_s,
+                                    **({"mfu": mfu} if mfu is not None else {})})
                 shown = {k: scalars[k] for k in ("loss", "lr") if k in scalars}
                 metrics_lib.log(metrics_lib.progress_line(
-                    done, total, shown, items_s, method.unit, (total - done) / max(rate, 1e-9)))
+                    done, total, shown, items_s, method.unit, (total - done) / max(rate, 1e-9), mfu))
+                for line in collapse.update(done, scalars):
+                    metrics_lib.log(line)
                 t_last, step_last = now, done
-                if int(state.nonfinite_steps) > nonfinite_seen:
-                    nonfinite_seen = int(state.nonfinite_steps)
-                    msg = (f"non-finite loss or gradient: {nonfinite_seen} step(s) skipped so far "
-                           f"(last logged step {done})")
-                    if config.train.nonfinite_policy == "abort":
+            if is_log or is_ckpt:
+                bad_total = int(state.nonfinite_steps)
+                if bad_total > nonfinite_seen:
+                    bad_step = int(state.last_nonfinite_step)
+                    msg = (f"non-finite loss or gradient at step {bad_step} "
+                           f"({bad_total} such steps so far; checked at step {done})")
+                    policy = tcfg.nonfinite_policy
+                    if policy == "abort":
+                        if scalars is None:
+                            writer.write(done, {"nonfinite_steps": float(bad_total)})
                         writer.flush()
-                        raise NonFiniteError(msg + "; aborting, the last good checkpoint is kept")
-                    metrics_lib.log("warning: " + msg + "; updates skipped (nonfinite_policy=skip)")
-            if done % config.train.checkpoint_every_steps == 0 and done != total:
+                        raise NonFiniteError(
+                            f"{msg}; aborting (train.nonfinite_policy='abort'); the last good "
+                            f"checkpoint ({ckpt.latest_step()}) is kept")
+                    if policy == "rollback":
+                        state, restored, label = _rollback(ckpt, abstract_state, fresh_state,
+                                                           tcfg, bad_step, bad_total, mesh)
+                        metrics_lib.log(
+                            f"warning: {msg}; rolled back to {label} (step {restored}) and "
+                            f"continuing at step {bad_step + 1} (train.nonfinite_policy="
+                            f"'rollback': the updates of steps {restored}..{done - 1} are "
+                            f"discarded and the batches of steps {restored}..{bad_step} skipped)")
+                        writer.write(done, {"rollback_to_step": float(restored),
+                                            "nonfinite_steps": float(bad_total)})
+                        nonfinite_seen = bad_total
+                        step = bad_step + 1
+                        t_last, step_last = time.perf_counter(), step
+                        continue
+                    metrics_lib.log(f"warning: {msg}; update skipped (train.nonfinite_policy='skip')")
+                    nonfinite_seen = bad_total
+            if is_ckpt and done != total:
                 ckpt.save(done, state)
             if eval_every and done % eval_every == 0 and done != total and config.eval.enabled:
                 res = method.evaluate(state, workdir, final=False)
                 writer.write(done, _flatten_results(res))
                 metrics_lib.log(f"eval at step {done}: {json.dumps(res)}")
-        if ckpt.latest_step() != total:
+        if total not in ckpt.all_steps():
             ckpt.save(total, state, force=True)
         ckpt.wait()
+        if watch.should_stop(total):  # SIGTERM during the last step: the final state is saved
+            _save_preempted(ckpt, total, state, writer)
+    except BaseException:
+        failing = True
+        raise
     finally:
-        signal.signal(signal.SIGTERM, old_handler)
+        watch.close()
         writer.flush()
-        ckpt.close()
+        try:
+            ckpt.close()  # awaits the last save; raises if it failed
+        except checkpoint_lib.CheckpointError as e:
+            if not failing:
+                raise
+            metrics_lib.log(f"error: {e}")
 
     results = {}
     if config.eval.enabled:
@@ -224,6 +359,34 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
         metrics_lib.log(_results_table(results))
     writer.close()
     return results
+
+
+def _save_preempted(ckpt, step: int, state, writer) -> None:
+    # Every process prints this line: the steps must agree (tests/test_multiprocess.py).
+    print(f"SIGTERM: saving step {step} and exiting with code {EXIT_PREEMPTED} "
+          f"(process {jax.process_index()} of {jax.process_count()})", flush=True)
+    if step not in ckpt.all_steps():
+        ckpt.save(step, state, force=True)
+    ckpt.wait()
+    writer.flush()
+    metrics_lib.log(f"SIGTERM: checkpoint {ckpt.step_path(step)} written; rerun the same "
+                    "command to resume")
+    raise Preempted()
+
+
+def _rollback(ckpt, abstract_state, fresh_state, tcfg, bad_step: int, bad_total: int, mesh):
+    """``(state, restored_step, label)``: the last checkpoint (or the initial state, step 0)
+    with the step set past ``bad_step`` and the non-finite counters carried over."""
+    ckpt.wait()
+    restored_step, state = ckpt.restore_latest(abstract_state, fallback=tcfg.restore_fallback)
+    if state is None:
+        state, restored_step, label = fresh_state(), 0, "the initial state"
+    else:
+        label = ckpt.step_path(restored_step)
+    state = state.replace(step=_replicated_scalar(bad_step + 1, mesh),
+                          nonfinite_steps=_replicated_scalar(bad_total, mesh),
+                          last_nonfinite_step=_replicated_scalar(bad_step, mesh))
+    return state, restored_step, label
 
 
 def _flatten_results(results: dict) -> dict:

@@ -24,6 +24,14 @@ class TrainState:
     opt_state: Any                 # optax state
     model_state: Any               # non-trainable: {'batch_stats': ..., 'teacher': ..., 'queue': ...}
     nonfinite_steps: jax.Array     # int32 scalar: steps skipped for a NaN/Inf loss or gradient
+    last_nonfinite_step: jax.Array  # int32 scalar: the last such step (-1: none yet)
+
+
+def initial_state(params, model_state, tx: optax.GradientTransformation) -> TrainState:
+    """The state at step 0 for freshly initialised ``params`` / ``model_state``."""
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      model_state=model_state, nonfinite_steps=jnp.zeros((), jnp.int32),
+                      last_nonfinite_step=jnp.full((), -1, jnp.int32))
 
 
 def create(init_fn: Callable[[], tuple[Any, Any]], tx: optax.GradientTransformation, mesh) -> TrainState:
@@ -35,8 +43,7 @@ def create(init_fn: Callable[[], tuple[Any, Any]], tx: optax.GradientTransformat
     """
     def _init():
         params, model_state = init_fn()
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                          model_state=model_state, nonfinite_steps=jnp.zeros((), jnp.int32))
+        return initial_state(params, model_state, tx)
 
     shardings = state_shardings(jax.eval_shape(_init), mesh)
     return jax.jit(_init, out_shardings=shardings)()
@@ -52,8 +59,7 @@ def abstract(init_fn, tx, mesh) -> Any:
     """``jax.ShapeDtypeStruct`` tree (with shardings) of the state ``create`` would build."""
     def _init():
         params, model_state = init_fn()
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                          model_state=model_state, nonfinite_steps=jnp.zeros((), jnp.int32))
+        return initial_state(params, model_state, tx)
     shapes = jax.eval_shape(_init)
     shardings = state_shardings(shapes, mesh)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
