@@ -8,7 +8,13 @@ Weight-decay rule, for every optimizer: leaves with ``ndim <= 1`` (BatchNorm / L
 scales and offsets, and biases) are never decayed (``decay_mask``). LARS and LAMB also leave
 them out of the trust-ratio adaptation (SimCLR's ``exclude_from_layer_adaptation`` defaults to
 its weight-decay exclusions, as in the TF LAMB). A shape rule rather than a name rule, so it
-holds for every model in ``jaxssl.models`` without knowing module names.
+holds for every model in ``jaxssl.models`` without knowing module names. Named options change
+it where a reference does otherwise: ``decay_all_params`` (PyTorch ``SGD(model.parameters(),
+weight_decay=...)`` as in MoCo v2, and ``AdamW(model.parameters())`` in MoCo v3 decay every
+parameter), ``no_decay_names`` (timm's ``no_weight_decay()``: e.g. ``cls_token``,
+``pos_embed``), and ``frozen_params`` (leaves under a module or parameter of that name get no
+update and no weight decay at all, like torch's ``requires_grad=False``; MoCo v3's frozen ViT
+patch projection ``patch_embed``). The trust-ratio mask of LARS / LAMB stays the shape rule.
 
 Config fields (``cfg`` is an ``ml_collections.ConfigDict`` or anything with attribute access;
 ``default_config()`` gives all of them):
@@ -27,6 +33,15 @@ Config fields (``cfg`` is an ``ml_collections.ConfigDict`` or anything with attr
   step_boundaries_epochs, step_factor   'step' only: lr *= step_factor at each boundary
                      (default factor 0.1, MoCo's linear eval: boundaries [60, 80])
   grad_clip_norm     global-norm clipping before the optimizer; 0 = off (default 0)
+  decay_all_params   decay every leaf, norms and biases included (default False; MoCo v2's
+                     PyTorch SGD and MoCo v3's AdamW do this)
+  no_decay_names     names of modules / parameters never decayed (default (); timm and MAE:
+                     ('cls_token', 'pos_embed'))
+  frozen_params      names of modules / parameters that are neither updated nor decayed
+                     (default (); MoCo v3 ViT: ('patch_embed',))
+  lars_classic_momentum  lars: True (default) SimCLR's "classic" momentum, lr inside the
+                     momentum buffer; False the PyTorch / MoCo v3 LARS, ``mu = m mu + g'``,
+                     ``w -= lr mu`` (the two differ only while the lr changes)
 """
 from __future__ import annotations
 
@@ -50,6 +65,10 @@ OPTIONAL_DEFAULTS = {
     "warmup_fraction": 0.0,
     "step_factor": 0.1,
     "grad_clip_norm": 0.0,
+    "decay_all_params": False,
+    "no_decay_names": (),
+    "frozen_params": (),
+    "lars_classic_momentum": True,
 }
 
 
@@ -59,7 +78,8 @@ def default_config() -> ml_collections.ConfigDict:
         name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, momentum=0.9,
         nesterov=False, trust_coefficient=0.001, b1=0.9, b2=0.999, eps=1e-8,
         warmup_epochs=10.0, warmup_fraction=0.0, schedule="cosine",
-        step_boundaries_epochs=[], step_factor=0.1, grad_clip_norm=0.0))
+        step_boundaries_epochs=[], step_factor=0.1, grad_clip_norm=0.0,
+        decay_all_params=False, no_decay_names=(), frozen_params=(), lars_classic_momentum=True))
 
 
 # --------------------------------------------------------------------------- masks
@@ -73,11 +93,41 @@ def decay_mask(params: Any) -> Any:
     return jax.tree.map(lambda x: len(jnp.shape(x) if not hasattr(x, "shape") else x.shape) > 1, params)
 
 
+def _path_names(path) -> set[str]:
+    """The dict keys / attribute names along a pytree path."""
+    names = set()
+    for entry in path:
+        for attr in ("key", "name"):
+            if hasattr(entry, attr):
+                names.add(str(getattr(entry, attr)))
+    return names
+
+
+def names_mask(params: Any, names) -> Any:
+    """``True`` for leaves whose path contains a key equal to one of ``names``.
+
+    ``names_mask(params, ['patch_embed'])`` selects ``.../patch_embed/kernel`` and
+    ``.../patch_embed/bias``; matching is exact per path element, never a substring.
+    """
+    names = set(names)
+    return jax.tree_util.tree_map_with_path(lambda path, _: bool(_path_names(path) & names), params)
+
+
+def weight_decay_mask(params: Any, *, decay_all: bool = False, no_decay_names=(),
+                      frozen_names=()) -> Any:
+    """Leaves that get weight decay: ``decay_mask`` (``ndim > 1``), or every leaf when
+    ``decay_all``; minus leaves named in ``no_decay_names`` or ``frozen_names``."""
+    base = (jax.tree.map(lambda _: True, params) if decay_all else decay_mask(params))
+    excluded = names_mask(params, tuple(no_decay_names) + tuple(frozen_names))
+    return jax.tree.map(lambda d, e: bool(d) and not e, base, excluded)
+
+
 # --------------------------------------------------------------------------- LARS
 
 def lars(learning_rate: float | Schedule, *, momentum: float = 0.9, weight_decay: float = 0.0,
          trust_coefficient: float = 0.001, nesterov: bool = False,
-         mask: Any = decay_mask) -> optax.GradientTransformation:
+         mask: Any = decay_mask, trust_mask: Any = None,
+         classic_momentum: bool = True) -> optax.GradientTransformation:
     """LARS exactly as SimCLR's reference (tf2/lars_optimizer.py, ``classic_momentum=True``).
 
     Per leaf ``w`` with gradient ``g`` (``mask(w)`` True: decay and adaptation on):
@@ -97,18 +147,29 @@ def lars(learning_rate: float | Schedule, *, momentum: float = 0.9, weight_decay
       momentum: ``m``. weight_decay: ``wd``. trust_coefficient: ``eta`` (0.001 in SimCLR).
       nesterov: Nesterov variant of the reference (``use_nesterov``).
       mask: pytree of bools or ``params -> pytree`` choosing decayed / adapted leaves.
+      trust_mask: leaves that get the trust ratio, if different from ``mask`` (None: ``mask``).
+      classic_momentum: False gives moco-v3's ``optimizer.LARS``: ``mu = m * mu + r * g'``,
+        ``w <- w - lr_t * mu`` (optax ``trace`` before the learning rate).
     """
+    trust = optax.masked(optax.scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=0.0),
+                         mask if trust_mask is None else trust_mask)
+    if not classic_momentum:
+        return optax.chain(optax.add_decayed_weights(weight_decay, mask=mask), trust,
+                           optax.trace(decay=momentum, nesterov=nesterov),
+                           optax.scale_by_learning_rate(learning_rate))
     return optax.chain(
         optax.add_decayed_weights(weight_decay, mask=mask),
-        optax.masked(optax.scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=0.0), mask),
+        trust,
         optax.scale_by_learning_rate(learning_rate),
         optax.trace(decay=momentum, nesterov=nesterov),
     )
 
 
 def lamb(learning_rate: float | Schedule, *, b1: float, b2: float, eps: float,
-         weight_decay: float, mask: Any = decay_mask) -> optax.GradientTransformation:
-    """LAMB (You et al. 2020) with decay and trust ratio both masked by ``mask``.
+         weight_decay: float, mask: Any = decay_mask,
+         trust_mask: Any = None) -> optax.GradientTransformation:
+    """LAMB (You et al. 2020) with decay and trust ratio both masked by ``mask`` (the trust
+    ratio by ``trust_mask`` instead, if given).
 
     ``u = adam(g) + wd * w`` (masked), ``r = ||w|| / ||u||`` (1 when either is 0; masked),
     ``w <- w - lr * r * u``. Unlike ``optax.lamb`` (which adapts every leaf), norms and biases
@@ -117,7 +178,7 @@ def lamb(learning_rate: float | Schedule, *, b1: float, b2: float, eps: float,
     return optax.chain(
         optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
         optax.add_decayed_weights(weight_decay, mask=mask),
-        optax.masked(optax.scale_by_trust_ratio(), mask),
+        optax.masked(optax.scale_by_trust_ratio(), mask if trust_mask is None else trust_mask),
         optax.scale_by_learning_rate(learning_rate),
     )
 
@@ -271,9 +332,11 @@ def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
                     steps_per_epoch: int) -> tuple[optax.GradientTransformation, Schedule]:
     """``(optax transformation, step -> lr schedule)`` for the ``optim`` config section.
 
-    The transformation is ``[clip_by_global_norm ->] optimizer`` with the schedule built in;
-    weight decay never touches ``ndim <= 1`` leaves (``decay_mask``). Raises ValueError naming
-    the field for an unknown ``name`` / ``schedule`` / ``lr_scaling`` or ``base_lr <= 0``.
+    The transformation is ``[clip_by_global_norm ->] optimizer [-> zero frozen leaves]`` with
+    the schedule built in; weight decay never touches ``ndim <= 1`` leaves (``decay_mask``)
+    unless ``decay_all_params``, nor leaves named in ``no_decay_names`` / ``frozen_params``;
+    leaves named in ``frozen_params`` get a zero update. Raises ValueError naming the field for
+    an unknown ``name`` / ``schedule`` / ``lr_scaling`` or ``base_lr <= 0``.
     """
     name = _choice(cfg, "name", OPTIMIZERS)
     schedule = build_schedule(cfg, global_batch=global_batch, total_steps=total_steps,
@@ -281,23 +344,46 @@ def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
     wd = float(_field(cfg, "weight_decay"))
     if wd < 0:
         raise ValueError(f"optim.weight_decay={wd} must be >= 0")
+    no_decay = _names(cfg, "no_decay_names")
+    frozen = _names(cfg, "frozen_params")
+    decay_all = bool(_field(cfg, "decay_all_params"))
+    if decay_all or no_decay or frozen:
+        def wd_mask(params):
+            return weight_decay_mask(params, decay_all=decay_all, no_decay_names=no_decay,
+                                     frozen_names=frozen)
+    else:
+        wd_mask = decay_mask
     if name == "lars":
         tx = lars(schedule, momentum=float(_field(cfg, "momentum")), weight_decay=wd,
-                  trust_coefficient=float(_field(cfg, "trust_coefficient")))
+                  trust_coefficient=float(_field(cfg, "trust_coefficient")),
+                  nesterov=bool(_field(cfg, "nesterov")), mask=wd_mask, trust_mask=decay_mask,
+                  classic_momentum=bool(_field(cfg, "lars_classic_momentum")))
     elif name == "sgd":
         # PyTorch SGD: v = m * v + (g + wd * w); w -= lr * v (momentum before the lr).
-        tx = optax.chain(optax.add_decayed_weights(wd, mask=decay_mask),
+        tx = optax.chain(optax.add_decayed_weights(wd, mask=wd_mask),
                          optax.sgd(schedule, momentum=float(_field(cfg, "momentum")) or None,
                                    nesterov=bool(_field(cfg, "nesterov"))))
     elif name == "adamw":
         tx = optax.adamw(schedule, b1=float(_field(cfg, "b1")), b2=float(_field(cfg, "b2")),
-                         eps=float(_field(cfg, "eps")), weight_decay=wd, mask=decay_mask)
+                         eps=float(_field(cfg, "eps")), weight_decay=wd, mask=wd_mask)
     else:
         tx = lamb(schedule, b1=float(_field(cfg, "b1")), b2=float(_field(cfg, "b2")),
-                  eps=float(_field(cfg, "eps")), weight_decay=wd)
+                  eps=float(_field(cfg, "eps")), weight_decay=wd, mask=wd_mask,
+                  trust_mask=decay_mask)
+    if frozen:
+        tx = optax.chain(tx, optax.masked(optax.set_to_zero(),
+                                          lambda params: names_mask(params, frozen)))
     clip = float(_field(cfg, "grad_clip_norm"))
     if clip < 0:
         raise ValueError(f"optim.grad_clip_norm={clip} must be >= 0 (0 = no clipping)")
     if clip > 0:
         tx = optax.chain(optax.clip_by_global_norm(clip), tx)
     return tx, schedule
+
+
+def _names(cfg: Any, field: str) -> tuple[str, ...]:
+    value = _field(cfg, field)
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"optim.{field}={value!r} must be a tuple of module / parameter names, "
+                         f"e.g. ('patch_embed',)")
+    return tuple(value)
