@@ -25,7 +25,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     from jaxssl import checkpoint, metrics, train
-    from jaxssl.evaluators import protocol
 
     config = _CONFIG.value
     setup = train.Setup(config)
@@ -41,7 +40,7 @@ def main(argv):
     out = os.path.join(_WORKDIR.value, f"eval_results_step{step}.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=2)
-    metrics.log(protocol.format_results_table(results))
+    metrics.log(train._results_table(results))  # a table, or JSON for flat results (MLM)
     metrics.log(f"wrote {out}")
 
 
