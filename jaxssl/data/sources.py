@@ -3,7 +3,8 @@
 A source answers ``get(indices, seed=..., step=...)`` for any dataset indices, so the position
 in the data is a pure function of the step (:mod:`jaxssl.data.batching`). Two kinds:
 
-* **in memory** (``on_device=True``: digits, cifar10, cifar100, stl10): the whole split is a
+* **in memory** (``on_device=True``: digits, cifar10, cifar100, stl10, image_folder -- a
+  user's own images, :mod:`jaxssl.data.image_folder`): the whole split is a
   uint8 ``[N, H, W, C]`` array. The trainer puts ``images`` on the device once and gathers and
   augments batches there (DESIGN.md "Small datasets live on the device"); ``get`` is the host
   equivalent (a plain gather), used by evaluators and tests.
@@ -32,6 +33,8 @@ _LOADERS: Mapping[str, tuple[str, str]] = {
     "cifar100": ("jaxssl.data.tfds_images", "load_from_config"),
     "stl10": ("jaxssl.data.tfds_images", "load_from_config"),
     "imagenet2012": ("jaxssl.data.tfds_images", "load_from_config"),
+    "image_folder": ("jaxssl.data.image_folder", "load_from_config"),
+    "synthetic": ("jaxssl.data.synthetic", "load_from_config"),
 }
 KNOWN_DATASETS = tuple(_LOADERS)
 
@@ -42,6 +45,9 @@ _DEFAULT_SPLITS: Mapping[str, Mapping[str, str]] = {
     # SimCLR / MoCo practice on STL-10: pretrain on the 100k unlabelled plus the 5k labelled.
     "stl10": {"pretrain": "train+unlabelled", "train": "train", "test": "test"},
     "imagenet2012": {"pretrain": "train", "train": "train", "test": "validation"},
+    # a user's folder prepared by scripts/prepare_data.py (fixed stratified split, image_folder.py)
+    "image_folder": {"pretrain": "train", "train": "train", "test": "test"},
+    "synthetic": {"pretrain": "train", "train": "train", "test": "test"},
 }
 
 UNLABELLED = -1

@@ -5,6 +5,7 @@ SimCLR, MoCo and MAE subclass :class:`ImageMethod` and add their model and loss.
 from __future__ import annotations
 
 import abc
+import os
 
 import jax
 import jax.numpy as jnp
@@ -93,11 +94,34 @@ class ImageMethod(Method):
         results = {self.config.method: representation.evaluate_embedding(
             self.embed_fn(state.params, state.model_state), c, self.mesh)}
         if final:
+            params0, model_state0 = jax.jit(self.init)(rng.root_key(c.seed, "init"))
             if "random_init" in c.eval.baselines:
-                params0, model_state0 = jax.jit(self.init)(rng.root_key(c.seed, "init"))
                 results["random_init"] = representation.evaluate_embedding(
                     self.embed_fn(params0, model_state0), c, self.mesh)
             if "raw_pixels" in c.eval.baselines:
                 results["raw_pixels"] = representation.evaluate_embedding(
                     lambda x: x.reshape(x.shape[0], -1).astype(jnp.float32) / 255.0, c, self.mesh)
+            if c.eval.embedding_map:
+                self._save_embedding_map(state, params0, model_state0, workdir)
         return results
+
+    def _save_embedding_map(self, state, params0, model_state0, workdir: str) -> None:
+        """t-SNE of held-out features, pretrained vs random init, into WORKDIR/embedding_map.png."""
+        from jaxssl import plots
+        from jaxssl.evaluators import features
+        c = self.config
+        _, test = representation.labelled_splits(c.data)
+        bs = int(c.eval.batch_size)
+        # Feature extraction runs on every process; only process 0 draws and saves.
+        f_ssl = features.extract_features(self.embed_fn(state.params, state.model_state),
+                                          test.images, bs, self.mesh)
+        f_rand = features.extract_features(self.embed_fn(params0, model_state0), test.images, bs,
+                                           self.mesh)
+        if jax.process_index() == 0:
+            try:
+                plots.save_embedding_map({f"{c.method} (pretrained)": (f_ssl, test.labels),
+                                          "random init": (f_rand, test.labels)},
+                                         os.path.join(workdir, "embedding_map.png"),
+                                         random_state=c.seed)
+            except ImportError as e:  # matplotlib is an optional extra ('.[plots]')
+                print(f"embedding map skipped: {e}; pip install -e '.[plots]'", flush=True)

@@ -1,0 +1,200 @@
+"""Take a trained model elsewhere: torchvision ResNets, timm ViTs, Hugging Face BERT.
+
+``export_run(config, workdir, fmt, out, step=None)`` restores a checkpoint of a run (verified,
+as a plain tree: no dataset is loaded, any device count), finds the exported module's
+variables in it, converts them and writes ``out``:
+
+============  ===================================  ===========================================
+``fmt``       source (``model.backbone``)          output
+============  ===================================  ===========================================
+torchvision   resnet18 / resnet34 / resnet50       state dict without ``fc``
+                                                   (:mod:`jaxssl.export.torchvision`)
+timm          vit_* (SimCLR, MoCo v3, MAE encoder) ``VisionTransformer`` state dict, no head
+                                                   (:mod:`jaxssl.export.timm`)
+hf_bert       bert_* (method 'mlm')                directory: ``config.json`` +
+                                                   ``model.safetensors`` of ``BertForMaskedLM``
+                                                   (:mod:`jaxssl.export.hf_bert`)
+============  ===================================  ===========================================
+
+State dicts (torchvision, timm) are written with ``torch.save`` (``.pt`` / ``.pth``; needs
+torch) or, for a path ending in ``.safetensors``, with ``safetensors.numpy`` (no torch).
+
+Which variables: the *online* (query, student) encoder's -- what the reference code exports
+for linear evaluation (MoCo's ``encoder_q`` / ``base_encoder``, SimCLR's backbone); the
+momentum teacher in ``model_state['teacher']`` is left out. The module is found by its
+structure in ``params`` (the first sub-tree, breadth-first, holding ``conv1`` + ``layer1_0``
+for a ResNet, ``patch_embed`` + ``blocks_0`` for a ViT, ``bert`` + ``cls`` for BERT), and its
+BatchNorm statistics at the same path under ``model_state['batch_stats']``. So SimCLR
+(``params/backbone``), MoCo v2 (``params/backbone``), MoCo v3 (``params/encoder/backbone``),
+MAE (``params/encoder``) and MLM (``params``) export without method-specific code.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from jaxssl.export import hf_bert, timm, torchvision
+
+FORMATS = ("torchvision", "timm", "hf_bert")
+
+
+def restore_variables(workdir: str, step: int | None = None) -> tuple[int, dict, dict]:
+    """``(step, params, model_state)`` of a run's checkpoint as host numpy trees.
+
+    ``step=None`` takes the latest. Uses :func:`jaxssl.checkpoint.load_tree` (verified
+    restore, any device count).
+    """
+    import jax
+
+    from jaxssl import checkpoint
+
+    path = os.path.join(workdir, "checkpoints", str(step)) if step is not None else workdir
+    if step is not None and not os.path.isdir(path):
+        available = sorted(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints"))
+                           if n.isdigit()) if os.path.isdir(os.path.join(workdir, "checkpoints")) else []
+        raise ValueError(f"--step={step}: no checkpoint {path}; available steps: {available}")
+    tree, _ = checkpoint.load_tree(path)
+    tree = jax.tree.map(np.asarray, tree)
+    return int(tree["step"]), dict(tree["params"]), dict(tree.get("model_state", {}) or {})
+
+
+def find_subtree(tree: Mapping, predicate: Callable[[Mapping], bool]) -> tuple[tuple[str, ...], Mapping]:
+    """``(path, subtree)`` of the first mapping, breadth-first (keys in sorted order), for
+    which ``predicate`` holds; ``ValueError`` if none does."""
+    queue: deque = deque([((), tree)])
+    while queue:
+        path, node = queue.popleft()
+        if predicate(node):
+            return path, node
+        for key in sorted(node):
+            if isinstance(node[key], Mapping):
+                queue.append((path + (key,), node[key]))
+    raise ValueError("no matching module in the checkpoint's params")
+
+
+def get_path(tree: Mapping, path: tuple[str, ...], default: Any = None) -> Any:
+    for key in path:
+        if not isinstance(tree, Mapping) or key not in tree:
+            return default
+        tree = tree[key]
+    return tree
+
+
+def _is_resnet(node: Mapping) -> bool:
+    return "conv1" in node and "layer1_0" in node
+
+
+def _is_vit(node: Mapping) -> bool:
+    return "patch_embed" in node and "blocks_0" in node
+
+
+def _is_bert(node: Mapping) -> bool:
+    return "bert" in node and "cls" in node
+
+
+def _find(params: Mapping, predicate, what: str, config) -> tuple[tuple[str, ...], Mapping]:
+    try:
+        return find_subtree(params, predicate)
+    except ValueError:
+        raise ValueError(f"the checkpoint of method {config.method!r} (model.backbone="
+                         f"{config.model.backbone!r}) holds no {what}; top-level params: "
+                         f"{sorted(params)}") from None
+
+
+def save_state_dict(tensors: Mapping[str, np.ndarray], path: str) -> str:
+    """Write ``{key: array}`` to ``path``: safetensors for ``*.safetensors``, else ``torch.save``
+    of ``{key: torch.Tensor}`` (torch imported here, with a clear error if missing)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    if path.endswith(".safetensors"):
+        try:
+            from safetensors.numpy import save_file
+        except ImportError as err:
+            raise ImportError(f"writing {path} needs safetensors (pip install safetensors)") from err
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
+                  metadata={"format": "pt"})
+        return path
+    try:
+        import torch
+    except ImportError as err:
+        raise ImportError(f"writing {path} with torch.save needs PyTorch (pip install torch); "
+                          "or give an --out ending in .safetensors, which needs only the "
+                          "safetensors package") from err
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, path)
+    return path
+
+
+def vit_heads_and_pool(config) -> tuple[int, str]:
+    """``(num_heads, pool)`` of the run's ViT: MAE's ``mae.encoder_heads`` / ``mae.pool``,
+    else ``model.vit_num_heads`` / ``model.pool`` when set, else the named size's heads."""
+    from jaxssl.models.vit import VIT_SIZES
+
+    heads = int(VIT_SIZES.get(config.model.backbone, {}).get("num_heads", 0))
+    pool = config.model.get("pool", "cls")
+    if config.method == "mae" and "mae" in config:
+        heads = int(config.mae.get("encoder_heads", 0)) or heads
+        pool = config.mae.get("pool", pool)
+    elif int(config.model.get("vit_num_heads", 0) or 0) > 0:
+        heads = int(config.model.vit_num_heads)
+    if heads <= 0:
+        raise ValueError(f"cannot tell the number of attention heads of model.backbone="
+                         f"{config.model.backbone!r}; use a named ViT size {sorted(VIT_SIZES)}")
+    return heads, pool
+
+
+def export_run(config, workdir: str, fmt: str, out: str, step: int | None = None) -> dict:
+    """Export the checkpoint of the run (``config``, ``workdir``) as ``fmt`` to ``out``.
+
+    Returns a summary: ``{'format', 'out', 'step', 'source_path', 'num_tensors', 'load'}``
+    where ``load`` says how to build the model that loads the file (torchvision: arch and
+    stem; timm: VisionTransformer kwargs; hf_bert: the config dict).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"--format={fmt!r} is not one of {list(FORMATS)}")
+    step, params, model_state = restore_variables(workdir, step)
+    batch_stats = model_state.get("batch_stats", {}) or {}
+    summary: dict[str, Any] = {"format": fmt, "step": step}
+    if fmt == "torchvision":
+        torchvision.check_exportable(config.model.backbone, config.model.get("width_multiplier", 1))
+        path, sub = _find(params, _is_resnet, "ResNet (conv1 + layer1_0)", config)
+        tensors = torchvision.resnet_state_dict(sub, get_path(batch_stats, path, {}),
+                                                num_batches_tracked=step)
+        save_state_dict(tensors, out)
+        in_chans = int(np.asarray(sub["conv1"]["kernel"]).shape[2])
+        summary["load"] = {"arch": config.model.backbone, "stem": config.model.stem,
+                           "in_chans": in_chans}
+    elif fmt == "timm":
+        path, sub = _find(params, _is_vit, "ViT (patch_embed + blocks_0)", config)
+        heads, pool = vit_heads_and_pool(config)
+        image_size = int(config.data.image_size)
+        tensors = timm.vit_state_dict(sub, image_size=image_size)
+        save_state_dict(tensors, out)
+        summary["load"] = timm.timm_kwargs(sub, image_size=image_size, num_heads=heads, pool=pool)
+    else:
+        path, sub = _find(params, _is_bert, "BERT MLM model (bert + cls)", config)
+        from jaxssl.methods.mlm import bert_config
+
+        vocab = int(np.asarray(sub["bert"]["embeddings"]["word_embeddings"]["embedding"]).shape[0])
+        bc = bert_config(config.model, vocab)
+        hf = hf_bert.hf_config(sub, num_heads=bc.num_heads, layer_norm_eps=bc.layer_norm_eps,
+                               hidden_dropout=bc.hidden_dropout,
+                               attention_dropout=bc.attention_dropout,
+                               initializer_range=bc.initializer_range)
+        hf_bert.save_pretrained(sub, out, hf)
+        tensors = hf_bert.bert_state_dict(sub)
+        summary["load"] = hf
+    summary.update(out=out, source_path="/".join(("params",) + path), num_tensors=len(tensors))
+    return summary
+
+
+def write_summary(summary: dict, path: str) -> None:
+    """The summary as JSON beside the export (``<out>.json`` / ``DIR/export.json``)."""
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2)
+
+
+__all__ = ["FORMATS", "export_run", "restore_variables", "find_subtree", "save_state_dict",
+           "vit_heads_and_pool", "write_summary", "hf_bert", "timm", "torchvision"]
