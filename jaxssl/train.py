@@ -108,7 +108,7 @@ def make_train_step(method, tx, lr_fn, debug_nan_at_step: int = -1):
             step=state.step + 1,
             nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
             last_nonfinite_step=jnp.where(finite, state.last_nonfinite_step, state.step))
-        metrics = {"loss": loss, "lr": lr_fn(state.step), "grad_norm": optax.tree.norm(grads),
+        metrics = {"loss": loss, "lr": lr_fn(state.step), "grad_norm": optax.tree_utils.tree_norm(grads),
                    **aux}
         return kept, metrics
 
