@@ -46,6 +46,34 @@ def simclr_r18_cifar_config(batch: int, dtype: str):
     return c.lock()
 
 
+def bert_base_mlm_config(batch: int, dtype: str):
+    """BERT-base MLM at T=128 with the peers' shapes: B=8, 30,522-token vocabulary, 15% masked,
+    AdamW 1e-4 wd 0.01, dropout 0.1, on the embedded pydoc text (a 2,000-token WordPiece
+    vocabulary padded with [unusedN] tokens to BERT's 30,522 so the embedding and the MLM head
+    have BERT's shapes)."""
+    import importlib.util
+    import tempfile
+
+    from jaxssl.data import corpus, text
+    small = text.train_wordpiece(corpus.load_pydoc_corpus("train"), 2000)
+    tokens = [small.id_to_token(i) for i in range(small.vocab_size)]
+    tokens += [f"[unused{i}]" for i in range(30522 - len(tokens))]
+    vocab = os.path.join(tempfile.mkdtemp(prefix="jaxssl_bench_"), "vocab.txt")
+    with open(vocab, "w") as f:
+        f.write("\n".join(tokens) + "\n")
+    spec = importlib.util.spec_from_file_location("bert_base_mlm", os.path.join(ROOT, "configs", "bert_base_mlm.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config("phase1")
+    with c.unlocked():
+        c.data.update(dict(name="pydoc", train_split=None, test_split=None, max_test_documents=0,
+                           vocab_file=vocab, sentence_pairs=True))
+        c.model.dtype = dtype
+        c.train.batch_size = batch
+        c.eval.enabled = False
+    return c
+
+
 def time_train_step(config, given_views: bool, steps: int) -> dict:
     """Compile and time ``jaxssl.train``'s real jitted step for ``config``."""
     import jax
@@ -108,7 +136,11 @@ WORKLOADS = {
     "simclr_r18_cifar_bf16": (lambda a: simclr_r18_cifar_config(a.batch, "bfloat16"), True,
                               ("vt", "torch_simclr_step_bf16.py", lambda a: [str(a.batch), str(a.threads)])),
 }
-CPU_QUICK = ("simclr_r18_cifar", "simclr_r18_cifar_aug")
+WORKLOADS["bert_base_mlm_t128"] = (
+    lambda a: bert_base_mlm_config(8, "float32"), False,
+    [("vt", "torch_mlm_step.py", lambda a: ["8", "128", str(a.threads)]),
+     ("vf", "flax_mlm_step.py", lambda a: ["8", "128"])])
+CPU_QUICK = ("simclr_r18_cifar", "simclr_r18_cifar_aug", "bert_base_mlm_t128")
 
 
 def format_table(rows: list[dict]) -> str:
@@ -145,15 +177,18 @@ def main():
     for name in names:
         build, given_views, peer = WORKLOADS[name]
         row = {"workload": name, **time_train_step(build(a), given_views, a.steps)}
-        if peer and a.peers:
-            res = run_peer(os.path.join(a.peers, peer[0], "bin", "python"), peer[1], peer[2](a))
+        peers = peer if isinstance(peer, list) else [peer] if peer else []
+        print(f"{name}: {row['items_per_s']:.1f} {row['unit']}/s", flush=True)
+        if not (peers and a.peers):
+            rows.append(row)
+        for venv, script, args in (peers if a.peers else []):
+            res = run_peer(os.path.join(a.peers, venv, "bin", "python"), script, args(a))
+            prow = dict(row, workload=f"{name} vs {script}")
             if res:
-                row.update(peer_items_per_s=res["items_per_s"], peer_line=res["line"],
-                           ratio=row["items_per_s"] / res["items_per_s"])
-        rows.append(row)
-        print(f"{name}: {row['items_per_s']:.1f} {row['unit']}/s"
-              + (f" (peer {row['peer_items_per_s']:.1f}, {row['ratio']:.2f}x)" if row.get("ratio") else ""),
-              flush=True)
+                prow.update(peer_items_per_s=res["items_per_s"], peer_line=res["line"],
+                            ratio=row["items_per_s"] / res["items_per_s"])
+                print(f"  peer {res['line']}\n  ratio {prow['ratio']:.2f}x", flush=True)
+            rows.append(prow)
     print(format_table(rows))
     if a.json:
         with open(a.json, "w") as f:
