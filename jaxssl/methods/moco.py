@@ -41,6 +41,8 @@ Deviations from the references, each a named option: queries in MoCo v2 use glob
 """
 from __future__ import annotations
 
+import abc
+
 
 import flax.linen as nn
 import jax
@@ -242,15 +244,17 @@ class _MoCoBase(ImageMethod):
             float(mc.momentum), float(mc.momentum_final), self.total_steps, mc.momentum_schedule)
         self.temperature = float(config.loss.temperature)
 
+    @abc.abstractmethod
     def make_projector(self, model_cfg) -> nn.Module:
-        raise NotImplementedError
+        """The projection head of this MoCo version (v2: 2-layer MLP; v3: BN MLP)."""
 
     def online_encoder_params(self, params):
         """The part of ``params`` that the key encoder averages."""
         return params
 
+    @abc.abstractmethod
     def online_encoder_variables(self, params, model_state) -> dict:
-        raise NotImplementedError
+        """The query encoder's variables in the key encoder's layout (what the EMA averages)."""
 
     def after_update(self, state):
         """EMA of the key encoder with ``m(step + 1)`` (module docstring: momentum timing)."""
