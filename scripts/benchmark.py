@@ -125,7 +125,8 @@ def run_peer(python: str, script: str, args: list[str]) -> dict | None:
     if out.returncode != 0 or not m:
         print(f"peer {script} failed:\n{text[-2000:]}", file=sys.stderr)
         return None
-    return {"items_per_s": float(m.group(1)), "line": text.strip().splitlines()[-1]}
+    line = next((l for l in text.splitlines() if m.group(0) in l), text.strip().splitlines()[-1])
+    return {"items_per_s": float(m.group(1)), "line": line.strip()}
 
 
 WORKLOADS = {
