@@ -2,13 +2,14 @@
 
 Command:   python -m jaxssl.main --config=configs/bert_pydoc.py --workdir=runs/bert_pydoc
 Hardware:  2 CPU cores (any laptop); JAX_NUM_CPU_DEVICES=8 shards the batch over 8 fake devices.
-Runtime:   ~8 CPU-minutes in all (800 steps of 32 x 128 tokens, WordPiece training and packing
-           ~1 s, final evaluation ~10 s): about 4-5 minutes on an otherwise idle 2-core machine;
-           24 minutes when the 2 cores were shared with ~6 other jobs (~2,000 tok/s).
-Expected:  eval_results.json (seed 0, Python 3.11): masked_token_accuracy 0.160, perplexity 210,
+Runtime:   3m09s wall on an idle 2-core machine (800 steps of 32 x 128 tokens at ~18,500
+           tok/s, WordPiece training and packing ~1 s, final evaluation ~10 s); 24 minutes when
+           the 2 cores were shared with ~6 other jobs (~2,000 tok/s).
+Expected:  eval_results.json (seed 0, Python 3.11, JAX 0.10.2): masked_token_accuracy 0.165,
+           perplexity 198,
            most_frequent_token_accuracy 0.013 (always predicting the commonest training token,
            '-', on the same 2,168 masked positions of the 115 held-out rows: every 10th pydoc
-           document by name). The model beats that baseline by ~0.15 (0.114 / 0.149 / 0.163 at
+           document by name). The model beats that baseline by ~0.15 (earlier run: 0.114 / 0.149 / 0.163 at
            steps 200 / 400 / 600 with --config.train.eval_every_steps=200).
            WORKDIR/vocab.txt is the run's vocabulary (BERT's vocab.txt format).
 
