@@ -50,6 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
         head_hidden_dim=2048,
         head_output_dim=128,
         dtype="float32",          # compute dtype: 'float32' or 'bfloat16' (params stay float32)
+        conv_batch_chunk=0,       # ResNet: > 0 runs convs on slices of this many images (CPU, 1 device)
     ))
 
     c.loss = ml_collections.ConfigDict(dict(
@@ -143,6 +144,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
         fail("method", config.method, f"use one of {list(known_methods())}")
     if config.model.dtype not in ("float32", "bfloat16"):
         fail("model.dtype", config.model.dtype, "use 'float32' or 'bfloat16'")
+    chunk = config.model.get("conv_batch_chunk", 0)
+    if not isinstance(chunk, int) or chunk < 0:
+        fail("model.conv_batch_chunk", chunk, "use 0 (off) or a positive number of images")
     t = config.train
     if t.num_steps < 0:
         fail("train.num_steps", t.num_steps, "must be positive (or 0 when train.num_epochs is set)")
@@ -199,6 +203,10 @@ def _check_batch_split(config, num_devices: int | None, num_processes: int | Non
     if want > num_devices:
         fail("mesh.num_devices", config.mesh.num_devices,
              f"only {num_devices} devices are visible; use at most {num_devices} (0: all)")
+    if config.model.get("conv_batch_chunk", 0) and want > 1:
+        fail("model.conv_batch_chunk", config.model.conv_batch_chunk,
+             f"batch-chunked convs are a one-device CPU lever (on this {want}-device mesh the "
+             "slices would cut across the sharded batch); set it to 0, or mesh.num_devices=1")
     b = int(config.train.batch_size)
     if b % want or b % num_processes:
         multiple = math.lcm(want, num_processes)

@@ -67,6 +67,11 @@ BAD_CONFIGS = {
                                  "train.nonfinite_policy", "ignore"),
     "checkpoint_every_zero": (lambda: tiny(**{"train.checkpoint_every_steps": 0}),
                               "train.checkpoint_every_steps", "0"),
+    "conv_batch_chunk_negative": (lambda: tiny(**{"model.conv_batch_chunk": -4}),
+                                  "model.conv_batch_chunk", "-4"),
+    # the 8 fake devices of the tests: slices would cut across the sharded batch
+    "conv_batch_chunk_on_8_devices": (lambda: tiny(**{"model.conv_batch_chunk": 16}),
+                                      "model.conv_batch_chunk", "16"),
 }
 
 

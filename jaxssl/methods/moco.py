@@ -173,7 +173,8 @@ def build_backbone(model_cfg) -> nn.Module:
                                  dtype=dtype)
     if name.startswith("resnet"):
         return registry.create_backbone(name, stem=model_cfg.stem,
-                                        width_multiplier=model_cfg.width_multiplier, dtype=dtype)
+                                        width_multiplier=model_cfg.width_multiplier, dtype=dtype,
+                                        conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)))
     return registry.create_backbone(name, dtype=dtype)
 
 

@@ -36,7 +36,8 @@ def backbone_kwargs(model_cfg) -> dict:
     dtype = jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32
     name = model_cfg.backbone
     if name.startswith("resnet"):
-        return dict(stem=model_cfg.stem, width_multiplier=model_cfg.width_multiplier, dtype=dtype)
+        return dict(stem=model_cfg.stem, width_multiplier=model_cfg.width_multiplier, dtype=dtype,
+                    conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)))
     if name.startswith("vit"):
         return dict(patch_size=model_cfg.patch_size, dtype=dtype)
     return dict(dtype=dtype)
