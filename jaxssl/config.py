@@ -51,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
         head_output_dim=128,
         dtype="float32",          # compute dtype: 'float32' or 'bfloat16' (params stay float32)
         conv_batch_chunk=0,       # ResNet: > 0 runs convs on slices of this many images (CPU, 1 device)
+        remat="none",             # rematerialise each block: 'none' | 'full' | 'dots' (models/remat.py)
     ))
 
     c.loss = ml_collections.ConfigDict(dict(
@@ -144,6 +145,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
         fail("method", config.method, f"use one of {list(known_methods())}")
     if config.model.dtype not in ("float32", "bfloat16"):
         fail("model.dtype", config.model.dtype, "use 'float32' or 'bfloat16'")
+    from jaxssl.models.remat import REMAT_POLICIES
+    if config.model.get("remat", "none") not in REMAT_POLICIES:
+        fail("model.remat", config.model.remat, f"use one of {list(REMAT_POLICIES)}")
     chunk = config.model.get("conv_batch_chunk", 0)
     if not isinstance(chunk, int) or chunk < 0:
         fail("model.conv_batch_chunk", chunk, "use 0 (off) or a positive number of images")

@@ -221,3 +221,30 @@ def test_tiny_model_overfits_a_tiny_batch():
         losses.append(float(loss))
     assert losses[0] > 0.8 * np.log(V)                    # starts near chance
     assert losses[-1] < 0.1 * losses[0], losses[::10]
+
+
+@pytest.mark.parametrize("policy", ["full", "dots"])
+def test_remat_keeps_parameter_names_loss_and_gradients(policy):
+    """``remat`` (models/remat.py) changes what is stored for the backward pass, not the math:
+    same parameter tree, same train-mode loss with dropout and the same gradients."""
+    base, remat = tiny(num_layers=2, hidden_dropout=0.1), tiny(num_layers=2, hidden_dropout=0.1,
+                                                               remat=policy)
+    params = init(base)
+    assert jax.tree.structure(params) == jax.tree.structure(init(remat))
+    ids, seg, att = inputs()
+    positions = jnp.asarray([[0, 4, 11], [6, 2, 0]], jnp.int32)
+
+    def loss(p, config):
+        logits = BertForMLM(config).apply(p, ids, seg, att, positions, train=True,
+                                          rngs={"dropout": jax.random.key(3)})
+        return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[..., 7])
+
+    l0, g0 = jax.jit(jax.value_and_grad(loss), static_argnums=1)(params, base)
+    l1, g1 = jax.jit(jax.value_and_grad(loss), static_argnums=1)(params, remat)
+    np.testing.assert_allclose(l1, l0, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g1, g0)
+
+
+def test_unknown_remat_policy_names_the_field():
+    with pytest.raises(ValueError, match=r"model\.remat='everything'"):
+        tiny(remat="everything")

@@ -218,6 +218,30 @@ def test_conv_batch_chunk_gives_the_same_outputs_stats_and_gradients(block_cls):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g1, g0)
     assert float(jnp.max(jnp.abs(o0))) > 0  # not a trivially zero output
 
+@pytest.mark.parametrize("policy", ["full", "dots"])
+@pytest.mark.parametrize("kind", ["resnet", "vit"])
+def test_remat_keeps_parameter_names_outputs_and_gradients(kind, policy):
+    """``remat`` only changes what the backward pass stores: same parameter tree, outputs,
+    BN statistics and gradients as without it."""
+    if kind == "resnet":
+        plain, x = tiny_resnet(), images((4, 8, 8, 3))
+    else:
+        plain, x = VisionTransformer(patch_size=4, hidden_dim=16, depth=2, num_heads=2), images((2, 8, 8, 3))
+    remat = plain.clone(remat=policy)
+    variables = init_vars(plain, x, train=False)
+    assert jax.tree.structure(variables) == jax.tree.structure(init_vars(remat, x, train=False))
+
+    def loss(params, model):
+        out, new = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(out)), new
+
+    f = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+    (l0, s0), g0 = f(variables["params"], plain)
+    (l1, s1), g1 = f(variables["params"], remat)
+    np.testing.assert_allclose(l1, l0, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s1, s0)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g1, g0)
+
 def test_resnet_errors_name_the_field():
     x = jnp.zeros((1, 8, 8, 3))
     with pytest.raises(ValueError, match="model.stem"):

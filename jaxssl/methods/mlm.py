@@ -56,6 +56,7 @@ def model_defaults() -> dict:
         max_position=512,         # learned position embeddings (>= data.seq_len)
         hidden_dropout=0.1,       # BERT: 0.1
         attention_dropout=0.0,    # BERT: 0.1; > 0 leaves the fused attention path (models/bert.py)
+        remat="none",             # rematerialise each layer: 'none' | 'full' | 'dots' (models/remat.py)
     )
 
 
@@ -79,7 +80,8 @@ def bert_config(model_cfg, vocab_size: int) -> BertConfig:
     return BertConfig.from_preset(
         model_cfg.backbone, vocab_size=vocab_size, max_position=int(model_cfg.max_position),
         hidden_dropout=float(model_cfg.hidden_dropout),
-        attention_dropout=float(model_cfg.attention_dropout), dtype=model_cfg.dtype, **overrides)
+        attention_dropout=float(model_cfg.attention_dropout), dtype=model_cfg.dtype,
+        remat=str(model_cfg.get("remat", "none")), **overrides)
 
 
 def bert_train_flops_per_token(cfg: BertConfig, seq_len: int, head_fraction: float) -> float:

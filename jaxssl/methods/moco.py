@@ -170,11 +170,12 @@ def build_backbone(model_cfg) -> nn.Module:
                                  pool=model_cfg.get("pool", "cls"),
                                  posemb=model_cfg.get("posemb", "sincos2d"),
                                  freeze_patch_embed=bool(model_cfg.get("freeze_patch_embed", False)),
-                                 dtype=dtype)
+                                 dtype=dtype, remat=str(model_cfg.get("remat", "none")))
     if name.startswith("resnet"):
         return registry.create_backbone(name, stem=model_cfg.stem,
                                         width_multiplier=model_cfg.width_multiplier, dtype=dtype,
-                                        conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)))
+                                        conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)),
+                                        remat=str(model_cfg.get("remat", "none")))
     return registry.create_backbone(name, dtype=dtype)
 
 

@@ -37,9 +37,11 @@ def backbone_kwargs(model_cfg) -> dict:
     name = model_cfg.backbone
     if name.startswith("resnet"):
         return dict(stem=model_cfg.stem, width_multiplier=model_cfg.width_multiplier, dtype=dtype,
-                    conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)))
+                    conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)),
+                    remat=str(model_cfg.get("remat", "none")))
     if name.startswith("vit"):
-        return dict(patch_size=model_cfg.patch_size, dtype=dtype)
+        return dict(patch_size=model_cfg.patch_size, dtype=dtype,
+                    remat=str(model_cfg.get("remat", "none")))
     return dict(dtype=dtype)
 
 

@@ -35,6 +35,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxssl.models.remat import check_remat, remat_block
+
 # name -> (num_layers, hidden_size, num_heads, intermediate_size); Turc et al. 2019 for tiny/small.
 BERT_PRESETS = {
     "bert_tiny": (2, 128, 2, 512),
@@ -51,6 +53,7 @@ class BertConfig:
     ``dtype`` is the activation/matmul dtype (``'float32'`` or ``'bfloat16'``; params stay fp32).
     ``attention_implementation`` is passed to ``jax.nn.dot_product_attention``
     (None: JAX's choice, currently XLA; 'cudnn' for cuDNN fused attention on GPU).
+    ``remat`` rematerialises each layer: 'none' | 'full' | 'dots' (models/remat.py).
     """
     vocab_size: int = 30522
     hidden_size: int = 768
@@ -65,12 +68,14 @@ class BertConfig:
     initializer_range: float = 0.02
     dtype: Any = "float32"
     attention_implementation: str | None = None
+    remat: str = "none"
 
     def __post_init__(self):
         object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads="
                              f"{self.num_heads}; choose num_heads dividing it (BERT: 64 per head)")
+        check_remat(self.remat)
         for field in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, field) < 1.0:
                 raise ValueError(f"{field}={getattr(self, field)} must be in [0, 1)")
@@ -216,7 +221,8 @@ class BertLayerCollection(nn.Module):
     config: BertConfig
 
     def setup(self):
-        self.layers = [BertLayer(self.config, name=str(i)) for i in range(self.config.num_layers)]
+        layer_cls = remat_block(BertLayer, self.config.remat, static_argnums=(3,))
+        self.layers = [layer_cls(self.config, name=str(i)) for i in range(self.config.num_layers)]
 
     def __call__(self, x, key_mask, train: bool):
         for layer in self.layers:

@@ -44,6 +44,8 @@ from typing import Any, ClassVar, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxssl.models.remat import remat_block
+
 STEMS = ("imagenet", "cifar")
 
 # torchvision: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"), i.e. an
@@ -174,6 +176,8 @@ class ResNet(nn.Module):
         statistics are global either way -- see the module docstring).
       conv_batch_chunk: > 0 runs every conv on slices of this many images (same result; a
         CPU speed lever for one device, see ``_conv_factory``); 0 (default) off.
+      remat: rematerialisation of each residual block, 'none' | 'full' | 'dots'
+        (models/remat.py; convs are not dots, so 'dots' saves little).
     """
 
     stage_sizes: Sequence[int]
@@ -187,6 +191,7 @@ class ResNet(nn.Module):
     zero_init_last_bn: bool = True
     bn_axis_name: str | None = None
     conv_batch_chunk: int = 0
+    remat: str = "none"
 
     @property
     def feature_dim(self) -> int:
@@ -220,9 +225,10 @@ class ResNet(nn.Module):
         x = nn.relu(norm("bn1")(x))
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        block_cls = remat_block(self.block_cls, self.remat, static_argnums=(2,))
         for stage, num_blocks in enumerate(self.stage_sizes):
             for block in range(num_blocks):
-                x = self.block_cls(
+                x = block_cls(
                     filters=width * 2 ** stage,
                     strides=2 if stage > 0 and block == 0 else 1,
                     dtype=self.dtype, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,

@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxssl.models.remat import remat_block
+
 POOLS = ("cls", "gap")
 POSEMBS = ("sincos2d", "learned")
 LN_EPSILON = 1e-6
@@ -146,6 +148,7 @@ class VisionTransformer(nn.Module):
         (The optimizer must also leave them out of weight decay, as torch's
         ``requires_grad=False`` does.)
       dtype: compute dtype; params stay float32.
+      remat: rematerialisation of each block, 'none' | 'full' | 'dots' (models/remat.py).
 
     Entry points (MAE encodes only the visible patches):
       ``embed_patches(x)``: [B, H, W, C] -> [B, N, D] patch tokens with positions added.
@@ -163,6 +166,7 @@ class VisionTransformer(nn.Module):
     posemb: str = "sincos2d"
     freeze_patch_embed: bool = False
     dtype: Any = jnp.float32
+    remat: str = "none"
 
     @property
     def feature_dim(self) -> int:
@@ -182,7 +186,8 @@ class VisionTransformer(nn.Module):
         self.cls_token = self.param("cls_token", nn.initializers.normal(1e-6),
                                     (1, 1, self.hidden_dim), jnp.float32)
         mlp_dim = self.mlp_dim or 4 * self.hidden_dim
-        self.blocks = [EncoderBlock(self.num_heads, mlp_dim, self.dtype)
+        block_cls = remat_block(EncoderBlock, self.remat)
+        self.blocks = [block_cls(self.num_heads, mlp_dim, self.dtype)
                        for _ in range(self.depth)]
         self.norm = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, param_dtype=jnp.float32)
 
