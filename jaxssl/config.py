@@ -145,9 +145,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
         fail("method", config.method, f"use one of {list(known_methods())}")
     if config.model.dtype not in ("float32", "bfloat16"):
         fail("model.dtype", config.model.dtype, "use 'float32' or 'bfloat16'")
-    from jaxssl.models.remat import REMAT_POLICIES
-    if config.model.get("remat", "none") not in REMAT_POLICIES:
-        fail("model.remat", config.model.remat, f"use one of {list(REMAT_POLICIES)}")
+    from jaxssl.models.remat import check_remat
+    check_remat(config.model.get("remat", "none"))
     chunk = config.model.get("conv_batch_chunk", 0)
     if not isinstance(chunk, int) or chunk < 0:
         fail("model.conv_batch_chunk", chunk, "use 0 (off) or a positive number of images")
