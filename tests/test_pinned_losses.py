@@ -1,0 +1,67 @@
+"""Golden numbers: the first three training losses of each method on a tiny CPU run.
+
+Every other test compares jaxssl with a reference or with itself on another device count;
+none would notice a change of initialisation, augmentation order, view wiring or head
+layout that keeps a method self-consistent. These do: each method runs three jitted train
+steps of its digits (or pydoc) preset on one device at batch 16 and the losses must equal
+the pinned values to 1e-4 relative. A deliberate change of a recipe re-pins them, and the
+commit says why.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxssl import train
+from jaxssl import train_state as state_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+
+SMALL = {"train.batch_size": 16, "train.num_steps": 3, "train.num_epochs": 0.0,
+         "mesh.num_devices": 1, "optim.warmup_epochs": 0.0, "eval.enabled": False}
+
+# name -> (config file, config arg, extra overrides, the three losses).
+PINNED = {
+    "simclr_digits": ("configs/simclr_digits.py", None, {}, [3.2772965, 3.2877758, 3.4671667]),
+    "moco_digits_v2": ("configs/moco_digits.py", "v2", {"moco.queue_size": 64}, [0.94761336, 2.6250296, 3.5237217]),
+    "moco_digits_v3_vit": ("configs/moco_digits.py", "v3_vit", {}, [2.2387342, 2.5059404, 2.3957374]),
+    "mae_digits": ("configs/mae_digits.py", None, {}, [2.3337610, 1.8196133, 1.3984667]),
+    "bert_pydoc": ("configs/bert_pydoc.py", None, {"data.seq_len": 32,
+                                                   "mlm.max_predictions": 5}, [7.6153083, 7.4949827, 7.4827690]),
+}
+
+
+def three_losses(path: str, arg, overrides: dict) -> list[float]:
+    spec = importlib.util.spec_from_file_location("pinned_config", os.path.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg)
+    with config.unlocked():
+        for key, value in dict(SMALL, **overrides).items():
+            node = config
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+    setup = train.Setup(config)
+    state = state_lib.create(setup.init_fn, setup.tx, setup.mesh)
+    step_fn = jax.jit(train.make_train_step(setup.method, setup.tx, setup.lr_fn))
+    out = []
+    for step in range(3):
+        state, metrics = step_fn(state, setup.feeder(step))
+        out.append(float(metrics["loss"]))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_first_three_losses_are_pinned(name):
+    path, arg, overrides, pinned = PINNED[name]
+    got = three_losses(path, arg, overrides)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, pinned, rtol=1e-4, err_msg=name)
