@@ -10,8 +10,6 @@ import math
 
 import ml_collections
 
-KNOWN_IMAGE_DATASETS = ("digits", "cifar10", "cifar100", "stl10", "imagenet2012", "image_folder")
-KNOWN_BACKBONES = ("small_cnn", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small", "vit_base")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -29,6 +27,9 @@ def base_config() -> ml_collections.ConfigDict:
         test_split=ml_collections.FieldReference(None, field_type=str),
         crop_scale=(0.08, 1.0),   # host-side crops (ImageNet-scale sources)
         crop_ratio=(3 / 4, 4 / 3),
+        # True: hold the split on the device; False: read every batch on the host (the
+        # ImageNet path); None: in memory exactly when the source holds its images in memory.
+        in_memory=ml_collections.FieldReference(None, field_type=bool),
     ))
 
     # On-device view augmentation (jaxssl.augment.image.ViewConfig fields).
@@ -93,6 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict(dict(
         enabled=True,
+        evaluators=(),            # names from jaxssl.evaluators.build; (): the method's defaults
         batch_size=512,
         knn_k=200, knn_temperature=0.1,
         few_labels_per_class=10, few_labels_seed=0,
@@ -127,22 +129,17 @@ def fail(field: str, value, fix: str):
 
 
 NONFINITE_POLICIES = ("skip", "abort", "rollback")
-MASK_RATE_FIELDS = {"mlm": ("rate", "mask_rate", "mask_prob"), "mae": ("mask_ratio", "mask_rate")}
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
              num_processes: int | None = None) -> None:
     """Check a config before any device work; raise ``ValueError`` naming field, value and fix.
 
-    Common fields are checked here (including the generic rules for method sections that are
-    present: a mask rate in (0, 1), a MoCo queue that is a multiple of the global batch); each
-    method checks its own section and its dataset and model names in its ``validate_config``
-    (called last). ``num_devices`` / ``num_processes`` default to what JAX sees (reading the
-    device count allocates nothing); the global batch must split evenly over both.
+    Only the fields every method shares are checked here; the trainer then runs the method's
+    own ``validate_config`` (:func:`jaxssl.methods.validate_config` does both).
+    ``num_devices`` / ``num_processes`` default to what JAX sees (reading the device count
+    allocates nothing); the global batch must split evenly over both.
     """
-    from jaxssl.methods import get_method_class, known_methods
-    if config.method not in known_methods():
-        fail("method", config.method, f"use one of {list(known_methods())}")
     if config.model.dtype not in ("float32", "bfloat16"):
         fail("model.dtype", config.model.dtype, "use 'float32' or 'bfloat16'")
     from jaxssl.models.remat import check_remat
@@ -180,21 +177,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
             fail("monitor.collapse_loss_rel_tol", m.collapse_loss_rel_tol, "must be > 0 (e.g. 0.01)")
         if m.collapse_patience < 1:
             fail("monitor.collapse_patience", m.collapse_patience, "must be >= 1 logged steps")
-    for section, fields in MASK_RATE_FIELDS.items():
-        if section in config:
-            for name in fields:
-                if name in config[section] and not 0.0 < config[section][name] < 1.0:
-                    fail(f"{section}.{name}", config[section][name],
-                         "the masked fraction must lie strictly between 0 and 1 "
-                         "(BERT: 0.15, MAE: 0.75)")
-    if "moco" in config and "queue_size" in config.moco and config.method == "moco_v2":
-        k = config.moco.queue_size
-        if k <= 0 or k % t.batch_size:
-            nearest = max(1, round(k / t.batch_size)) * t.batch_size
-            fail("moco.queue_size", k, "the queue must be a positive multiple of the global batch "
-                 f"train.batch_size={t.batch_size}; use e.g. {nearest}")
     _check_batch_split(config, num_devices, num_processes)
-    get_method_class(config.method).validate_config(config)
 
 
 def _check_batch_split(config, num_devices: int | None, num_processes: int | None) -> None:

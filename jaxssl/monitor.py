@@ -30,7 +30,7 @@ from typing import Mapping
 
 def chance_loss(config, method=None) -> float | None:
     """The loss of uniform similarities for the config's method (see the module docstring)."""
-    if method is not None and hasattr(method, "chance_loss"):
+    if method is not None and method.chance_loss() is not None:
         return method.chance_loss()
     n = int(config.train.batch_size)
     if config.method == "simclr":

@@ -39,6 +39,7 @@ rerun the same command to resume.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -57,7 +58,9 @@ from jaxssl import monitor as monitor_lib
 from jaxssl import optim, rng, run_info
 from jaxssl import sharding as sharding_lib
 from jaxssl import train_state as state_lib
-from jaxssl.methods import get_method_class
+from jaxssl import methods as methods_lib
+from jaxssl.data import pipeline
+from jaxssl.evaluators import build as eval_build
 
 EXIT_ERROR = 1
 EXIT_NONFINITE = 3
@@ -147,24 +150,41 @@ def _check_workdir_config(workdir: str, config, allow_change: bool) -> None:
 
 
 class Setup:
-    """Everything a run (or an evaluation of its checkpoints) derives from the config."""
+    """Everything a run (or an evaluation of its checkpoints) derives from the config.
 
-    def __init__(self, config):
-        config_lib.validate(config)
+    In order: the mesh; the training data (``data.pipeline.build_train_data``, from
+    ``config.data`` and what the method class declares); the run's length from the data;
+    the method, given the data and ``total_steps``; the optimizer and the abstract state.
+    The evaluators ``config.eval`` lists are built around the method on first use.
+    """
+
+    def __init__(self, config, validate: bool = True):
+        if validate:
+            methods_lib.validate_config(config)
         self.config = config
         self.mesh = sharding_lib.make_mesh(config.mesh.num_devices or None)
         self.global_batch = int(config.train.batch_size)
         sharding_lib.check_batch_divisible(self.global_batch, self.mesh)
-        self.method = get_method_class(config.method)(config, self.mesh)
-        self.feeder = self.method.make_feeder()
+        method_cls = methods_lib.get_method_class(config.method)
+        self.data = pipeline.build_train_data(config, self.mesh, method_cls)
+        self.feeder = self.data.feeder
         self.steps_per_epoch = self.feeder.steps_per_epoch
         self.total_steps = config_lib.total_steps(config.train, self.steps_per_epoch)
+        self.method = method_cls(config, self.mesh, self.data, self.total_steps)
         self.tx, self.lr_fn = optim.build_optimizer(
             config.optim, global_batch=self.global_batch, total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch)
         init_key = rng.root_key(config.seed, "init")
         self.init_fn = lambda: self.method.init(init_key)  # noqa: E731
         self.abstract_state = state_lib.abstract(self.init_fn, self.tx, self.mesh)
+
+    @functools.cached_property
+    def evaluators(self) -> list:
+        return eval_build.build_evaluators(self.config, self.mesh, self.method)
+
+    def evaluate(self, state, workdir: str, final: bool) -> dict:
+        """The merged results of every evaluator of the config on ``state``."""
+        return eval_build.run_evaluators(self.evaluators, state, workdir, final)
 
 
 class PreemptionWatch:
@@ -208,16 +228,18 @@ def _replicated_scalar(value: int, mesh) -> jax.Array:
 
 def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     """Train (or resume) and evaluate; returns the final evaluation results."""
-    config_lib.validate(config)
+    methods_lib.validate_config(config)
     workdir = os.path.abspath(workdir)
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
     _check_workdir_config(workdir, config, allow_config_change)
-    setup = Setup(config)
+    setup = Setup(config, validate=False)
     mesh, method, feeder, tx = setup.mesh, setup.method, setup.feeder, setup.tx
     global_batch, total, lr_fn = setup.global_batch, setup.total_steps, setup.lr_fn
     tcfg = config.train
     run_info.record_start(workdir, config)
+    if jax.process_index() == 0:
+        method.save_artifacts(workdir)
     metrics_lib.log(
         f"jaxssl {config.method}: mesh {dict(mesh.shape)} of {mesh.devices.size} "
         f"{jax.devices()[0].device_kind} devices, {jax.process_count()} process(es), global batch "
@@ -328,7 +350,7 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
             if is_ckpt and done != total:
                 ckpt.save(done, state)
             if eval_every and done % eval_every == 0 and done != total and config.eval.enabled:
-                res = method.evaluate(state, workdir, final=False)
+                res = setup.evaluate(state, workdir, final=False)
                 writer.write(done, _flatten_results(res))
                 metrics_lib.log(f"eval at step {done}: {json.dumps(res)}")
         if total not in ckpt.all_steps():
@@ -351,12 +373,12 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
 
     results = {}
     if config.eval.enabled:
-        results = method.evaluate(state, workdir, final=True)
+        results = setup.evaluate(state, workdir, final=True)
         writer.write(total, _flatten_results(results))
         if jax.process_index() == 0:
             with open(os.path.join(workdir, "eval_results.json"), "w") as f:
                 json.dump(results, f, indent=2)
-        metrics_lib.log(_results_table(results))
+        metrics_lib.log(results_table(results))
     writer.close()
     return results
 
@@ -400,7 +422,8 @@ def _flatten_results(results: dict) -> dict:
     return out
 
 
-def _results_table(results: dict) -> str:
+def results_table(results: dict) -> str:
+    """A fixed-width table when every result is a group of metrics, else indented JSON."""
     from jaxssl.evaluators import protocol
     if all(isinstance(v, dict) for v in results.values()):
         return protocol.format_results_table(results)

@@ -1,10 +1,13 @@
-"""Evaluate a run's checkpoint with the kNN monitor and the linear probe.
+"""Evaluate a run's checkpoint with the evaluators its config lists (kNN and linear probe...).
 
     python scripts/evaluate.py --config=configs/simclr_digits.py --workdir=runs/simclr_digits \
-        [--step=N] [--config.eval.linear_protocol=simclr] [--config.eval.few_labels_per_class=1]
+        [--step=N] [--baselines] [--config.eval.linear_protocol=simclr] \
+        [--config.data.in_memory=False]
 
-Restores the checkpoint (the latest, or ``--step``) into the current device mesh, extracts
-frozen backbone features of the labelled train and held-out test splits, and writes
+Restores the checkpoint (the latest, or ``--step``) into the current device mesh and runs the
+same evaluators as the trainer (``config.eval.evaluators``; for image methods frozen features
+of the labelled train and held-out test splits, streamed from the host for ImageNet-size
+data, every example once, then kNN and the linear probe), and writes
 ``WORKDIR/eval_results_step{N}.json`` (same keys as the trainer's ``eval_results.json``).
 """
 from __future__ import annotations
@@ -36,11 +39,11 @@ def main(argv):
         raise SystemExit(f"--step={step} is not in {ckpt.directory}; available: {ckpt.all_steps()}")
     state = ckpt.restore(step, setup.abstract_state)
     ckpt.close()
-    results = setup.method.evaluate(state, _WORKDIR.value, final=_BASELINES.value)
+    results = setup.evaluate(state, _WORKDIR.value, final=_BASELINES.value)
     out = os.path.join(_WORKDIR.value, f"eval_results_step{step}.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=2)
-    metrics.log(train._results_table(results))  # a table, or JSON for flat results (MLM)
+    metrics.log(train.results_table(results))  # a table, or JSON for flat results (MLM)
     metrics.log(f"wrote {out}")
 
 

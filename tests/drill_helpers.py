@@ -69,6 +69,15 @@ def load_config(overrides: dict | None = None, path: str = CONFIG):
 
 
 # ----------------------------------------------------------------------------- a tiny method
+def tiny_points_data(config, mesh, method_cls):
+    """The training data of :class:`TinyMethod`: 256 fixed random 8-d points on the device."""
+    from jaxssl.data.feeder import DeviceFeeder
+    from jaxssl.data.pipeline import TrainData
+    del method_cls
+    data = np.random.default_rng(0).normal(size=(256, 8)).astype(np.float32)
+    return TrainData(DeviceFeeder({"x": data}, int(config.train.batch_size), int(config.seed), mesh))
+
+
 class TinyMethod:
     """A method that compiles in about a second, for in-process tests of the trainer's logic.
 
@@ -76,22 +85,19 @@ class TinyMethod:
     random 8-d points, a running mean of the hidden features in ``model_state['batch_stats']``
     (BatchNorm-like state), per-example noise keyed by (seed, step) like an augmentation, and a
     regression loss. Register it with :func:`register_tiny_method`; ``config.method='tiny'``.
+    It implements the whole contract of ``jaxssl.methods.base.Method`` without subclassing it.
     """
 
     unit = "img"
+    data_kind = "tiny_points"
+    default_evaluators = ()
 
-    def __init__(self, config, mesh):
-        from jaxssl.data.feeder import DeviceFeeder
-        self.config, self.mesh = config, mesh
-        data = np.random.default_rng(0).normal(size=(256, 8)).astype(np.float32)
-        self._feeder = DeviceFeeder({"x": data}, int(config.train.batch_size), int(config.seed), mesh)
+    def __init__(self, config, mesh, data, total_steps):
+        self.config, self.mesh, self.data, self.total_steps = config, mesh, data, total_steps
 
     @classmethod
     def validate_config(cls, config) -> None:
         pass
-
-    def make_feeder(self):
-        return self._feeder
 
     def items_per_step(self) -> int:
         return int(self.config.train.batch_size)
@@ -121,8 +127,8 @@ class TinyMethod:
     def after_update(self, state):
         return state
 
-    def evaluate(self, state, workdir, final):
-        return {}
+    def save_artifacts(self, workdir):
+        pass
 
     def flops_per_step(self):
         return None
@@ -136,7 +142,9 @@ class TinyMethod:
 def register_tiny_method(monkeypatch) -> None:
     """Make ``config.method='tiny'`` resolve to :class:`TinyMethod` (pytest monkeypatch)."""
     from jaxssl import methods
-    monkeypatch.setitem(methods._METHODS, "tiny", ("drill_helpers", "TinyMethod"))  # noqa: SLF001
+    from jaxssl.data import pipeline
+    pipeline.register_data_kind("tiny_points", tiny_points_data)
+    monkeypatch.setitem(methods._METHODS, "tiny", TinyMethod)  # noqa: SLF001
 
 
 def tiny_method_config(overrides: dict | None = None):

@@ -21,13 +21,12 @@ def load_benchmark():
 @pytest.mark.parametrize("name", ["simclr_r18_cifar", "simclr_r50_224", "mocov2_r50_224",
                                   "mocov3_vitb16_pipeline", "mae_vitb16"])
 def test_image_workloads_build_valid_configs_from_the_presets(name):
-    from jaxssl import config as config_lib
     bench = load_benchmark()
     c = bench.WORKLOADS[name].build(4, "bfloat16")
     bench.apply_overrides(c, ["model.remat=full", "train.log_every_steps=7"])
     assert (c.data.name, c.model.dtype, c.model.remat, c.train.batch_size,
             c.train.log_every_steps) == ("synthetic", "bfloat16", "full", 4, 7)
-    config_lib.validate(c, num_devices=1, num_processes=1)
+    methods.validate_config(c, num_devices=1, num_processes=1)
 
 
 def test_ntxent_table_blockwise_equals_direct_on_8_devices(tmp_path):

@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jaxssl import methods
 from jaxssl import losses, rng, train
 from jaxssl import sharding as sharding_lib
 from jaxssl import train_state as state_lib
@@ -41,9 +42,7 @@ def tiny_digits_config(num_devices: int = 1, batch: int = 16) -> ml_collections.
 
 
 def make_method(config):
-    from jaxssl.methods.mae import MAE
-    MAE.validate_config(config)
-    return MAE(config, sharding_lib.make_mesh(config.mesh.num_devices or None))
+    return train.Setup(config).method
 
 
 # ----------------------------------------------------------------------------- masking
@@ -246,7 +245,7 @@ def test_preset_optimizer_decays_kernels_but_not_tokens_norms_or_biases():
 def test_loss_ignores_the_targets_of_visible_patches():
     method = make_method(tiny_digits_config())
     params, _ = method.init(rng.root_key(0, "init"))
-    batch = method.make_feeder()(0)
+    batch = method.data.feeder(0)
     x = method.normalize(method.view(batch, 0))
     pm = method.masks(x.shape[0], 0)
     pred, target = method.reconstruct(params, x, pm)
@@ -275,7 +274,7 @@ def test_method_loss_on_8_devices_equals_1_device():
     params, _ = method1.init(rng.root_key(0, "init"))
 
     def loss_and_grads(method):
-        batch = method.make_feeder()(2)
+        batch = method.data.feeder(2)
         fn = jax.jit(jax.value_and_grad(lambda p: method.loss(p, {}, batch, jnp.int32(2))[0]))
         return fn(params)
 
@@ -299,35 +298,34 @@ def test_features_are_the_encoder_on_all_patches():
 
 
 def test_validate_config_names_field_value_and_fix():
-    from jaxssl import config as config_lib
     from jaxssl.methods.mae import MAE
     c = tiny_digits_config()
     c.mae.mask_ratio = 1.0
     with pytest.raises(ValueError, match=r"mae\.mask_ratio=1\.0 is invalid"):
-        config_lib.validate(c)
+        methods.validate_config(c)
     with pytest.raises(ValueError, match=r"mae\.mask_ratio=1\.0 .*\(0, 1\)"):
         MAE.validate_config(c)
     c = tiny_digits_config()
     c.model.backbone = "resnet18"
     with pytest.raises(ValueError, match=r"model\.backbone='resnet18' .*ViT"):
-        config_lib.validate(c)
+        methods.validate_config(c)
     c = tiny_digits_config()
     c.model.patch_size = 3
     with pytest.raises(ValueError, match=r"model\.patch_size=3 .*divisor of data\.image_size=16"):
-        config_lib.validate(c)
+        methods.validate_config(c)
     c = tiny_digits_config()
     c.mae.decoder_heads = 3
     with pytest.raises(ValueError, match=r"mae\.decoder_dim=16 .*decoder_heads=3"):
-        config_lib.validate(c)
+        methods.validate_config(c)
     c = tiny_digits_config()
     c.mae.pixel_std = (0.0,)
     with pytest.raises(ValueError, match=r"mae\.pixel_std"):
-        config_lib.validate(c)
+        methods.validate_config(c)
     c = tiny_digits_config()
     with c.unlocked():
         del c["mae"]
     with pytest.raises(ValueError, match=r"no 'mae' section"):
-        config_lib.validate(c)
+        methods.validate_config(c)
 
 
 # ----------------------------------------------------------------------------- training
@@ -383,7 +381,7 @@ def test_imagenet_preset_matches_the_paper_and_runs_one_shrunk_step(tmp_path):
 
     # Full-size parameter count, abstractly: MAE ViT-B/16 + dec512d8b.
     with tfds.testing.mock_data(num_examples=8):
-        method = MAE(c, sharding_lib.make_mesh(1))
+        method = train.Setup(c).method
         params, _ = jax.eval_shape(method.init, rng.root_key(0, "init"))
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     encoder_count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params["encoder"]))

@@ -12,11 +12,13 @@ import numpy as np
 import optax
 import pytest
 
-from jaxssl import config as config_lib
+from jaxssl import methods
 from jaxssl import rng, sharding, train
 from jaxssl.augment import masking
 from jaxssl.data import corpus, text, text_source
 from jaxssl.data.tokenizer import SPECIAL_TOKENS
+from jaxssl.data import pipeline
+from jaxssl.evaluators.mlm import MaskedLMEvaluator
 from jaxssl.methods import mlm
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -117,19 +119,19 @@ def test_validate_config_names_field_value_and_fix(field, value, message):
     with c.unlocked():
         c[section][name] = value
     with pytest.raises(ValueError, match=message):
-        config_lib.validate(c)
+        methods.validate_config(c)
 
 
 def test_presets_are_valid_and_follow_the_bert_recipe():
     for arg, (t, p) in {"phase1": (128, 20), "phase2": (512, 80)}.items():
         c = load_config("bert_base_mlm", arg)
-        config_lib.validate(c)
+        methods.validate_config(c)
         assert (c.data.seq_len, c.mlm.max_predictions, c.mlm.rate) == (t, p, 0.15)
         assert (c.model.backbone, c.optim.name, c.optim.base_lr, c.optim.weight_decay) == (
             "bert_base", "adamw", 1e-4, 0.01)
         assert (c.optim.b1, c.optim.b2, c.optim.schedule, c.train.batch_size) == (0.9, 0.999, "linear", 256)
         assert round(c.optim.warmup_fraction * c.train.num_steps) == 10_000
-    config_lib.validate(load_config("bert_pydoc"))
+    methods.validate_config(load_config("bert_pydoc"))
 
 
 def test_flops_per_step_matches_performance_md():
@@ -139,16 +141,23 @@ def test_flops_per_step_matches_performance_md():
     assert mlm.bert_train_flops_per_token(cfg, 128, 1.0) == pytest.approx(0.668e9, rel=2e-3)
 
 
+def make_mlm(cfg, mesh):
+    """A MaskedLM on ``mesh`` with the training data the trainer would build for it."""
+    return mlm.MaskedLM(cfg, mesh, pipeline.build_train_data(cfg, mesh, mlm.MaskedLM),
+                        total_steps=1)
+
+
 # ------------------------------------------------------------------------------ evaluation
 def test_evaluation_counts_every_held_out_row_once_on_1_and_8_devices(pydoc_tiny):
     cfg = pydoc_tiny
     results = {}
     for n in (1, 8):
         mesh = sharding.make_mesh(devices=jax.devices()[:n])
-        method = mlm.MaskedLM(cfg, mesh)
+        method = make_mlm(cfg, mesh)
         params, _ = jax.jit(method.init)(rng.root_key(cfg.seed, "init"))
-        results[n] = method.evaluate(types.SimpleNamespace(params=params), "", final=True)
-    rows = method.data.test
+        results[n] = MaskedLMEvaluator(cfg, mesh, method)(types.SimpleNamespace(params=params), "",
+                                                       final=True)
+    rows = method.text.test
     num_rows = rows["ids"].shape[0]
     assert num_rows % 200 != 0         # the last eval batch is padded on both meshes
     assert results[1]["num_sequences"] == results[8]["num_sequences"] == num_rows
@@ -175,7 +184,7 @@ def test_evaluation_counts_every_held_out_row_once_on_1_and_8_devices(pydoc_tiny
                                np.mean(logits[w].argmax(-1) == targets), atol=1e-6)
     np.testing.assert_allclose(results[1]["perplexity"], math.exp(ce.mean()), rtol=1e-4)
     np.testing.assert_allclose(results[1]["most_frequent_token_accuracy"],
-                               np.mean(targets == method.data.most_frequent_id), atol=1e-6)
+                               np.mean(targets == method.text.most_frequent_id), atol=1e-6)
 
 
 # ------------------------------------------------------------------------------ train step on 1 vs 8 devices
@@ -183,20 +192,20 @@ def _loss_and_grads_1_vs_8(cfg, leaves_to_check, rtol):
     """Loss and gradients of MaskedLM.loss on 1 device vs one trainer step on 8 (batch sharded)."""
     mesh1 = sharding.make_mesh(devices=jax.devices()[:1])
     mesh8 = sharding.make_mesh(devices=jax.devices()[:8])
-    method1, method8 = mlm.MaskedLM(cfg, mesh1), mlm.MaskedLM(cfg, mesh8)
+    method1, method8 = make_mlm(cfg, mesh1), make_mlm(cfg, mesh8)
     tx = optax.sgd(1.0)
     state = train.state_lib.create(lambda: method8.init(rng.root_key(cfg.seed, "init")), tx, mesh8)
     params = jax.device_get(state.params)
     step = 3
 
-    batch1 = method1.make_feeder()(step)
+    batch1 = method1.data.feeder(step)
     loss1, grads1 = jax.jit(jax.value_and_grad(lambda p, b: method1.loss(p, {}, b, jnp.int32(step))[0]))(
         params, batch1)
     grads1 = jax.device_get(grads1)
 
     # 8 devices: the trainer's own step (batch sharded over "data") with SGD lr 1, so the
     # update is -grad; the state is replicated over the 8 devices.
-    batch8 = method8.make_feeder()(step)
+    batch8 = method8.data.feeder(step)
     assert batch8["ids"].sharding.spec[0] == "data" and len(batch8["ids"].sharding.device_set) == 8
     state = state.replace(step=jax.device_put(jnp.int32(step), sharding.replicated(mesh8)))
     step_fn = jax.jit(train.make_train_step(method8, tx, lambda s: 1.0))
@@ -244,7 +253,7 @@ def test_bert_base_train_step_same_loss_and_grads_on_1_and_8_devices(cache_dir, 
     c.model.dtype = "float32"
     c.train.batch_size = 8
     c.lock()
-    config_lib.validate(c)
+    methods.validate_config(c)
     assert c.data.seq_len == 128 and c.model.backbone == "bert_base"
     layers = [f"['bert']['encoder']['layer']['{i}']['output']['dense']['kernel']" for i in (0, 11)]
     _loss_and_grads_1_vs_8(c, GRAD_LEAVES + tuple(layers), rtol=1e-4)
@@ -273,9 +282,9 @@ def test_bert_pydoc_config_runs_and_writes_results(pydoc_tiny, tmp_path):
     # The written vocabulary reproduces the run's token ids.
     tok = text.WordPieceTokenizer.from_vocab_file(tmp_path / "w" / "vocab.txt")
     doc = corpus.load_pydoc_corpus("train")[0]
-    method = mlm.MaskedLM(pydoc_tiny, sharding.make_mesh(1))
-    assert tok.encode(doc)[:20] == method.data.tokenizer.encode(doc)[:20]
-    assert results["num_sequences"] == method.data.test["ids"].shape[0]
+    method = make_mlm(pydoc_tiny, sharding.make_mesh(1))
+    assert tok.encode(doc)[:20] == method.text.tokenizer.encode(doc)[:20]
+    assert results["num_sequences"] == method.text.test["ids"].shape[0]
 
 
 def test_bert_base_config_runs_on_mock_wikipedia(cache_dir, tmp_path):

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxssl import methods
 from jaxssl import checkpoint as checkpoint_lib
-from jaxssl import config as config_lib
 from jaxssl import losses, optim, train, train_state
 from jaxssl.methods import momentum as momentum_lib
 from jaxssl.methods import shuffle_bn
@@ -164,7 +164,7 @@ def test_queue_size_not_a_multiple_of_the_batch_is_refused():
         config.moco.queue_size = 40
     with pytest.raises(ValueError, match=r"moco\.queue_size=40 .*multiple of the global batch "
                                          r"train\.batch_size=16.*use e\.g\. 32"):
-        config_lib.validate(config)
+        methods.validate_config(config)
 
 
 # --------------------------------------------------------------------------- devices

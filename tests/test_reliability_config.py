@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import drill_helpers
-from jaxssl import config as config_lib
+from jaxssl import methods
 from jaxssl import losses, metrics, monitor, run_info, train
 from jaxssl import sharding as sharding_lib
 from jaxssl.evaluators import features, protocol, representation
@@ -92,18 +92,18 @@ def test_moco_queue_not_a_multiple_of_the_batch_is_rejected():
     with c.unlocked():
         c.moco = ml_collections.ConfigDict(dict(queue_size=100))
     with pytest.raises(ValueError, match=r"moco\.queue_size=100.*multiple of the global batch.*32"):
-        config_lib.validate(c)
+        methods.validate_config(c)
 
 
 def test_batch_split_over_processes_is_checked():
     # 3 processes x 4 devices: a global batch of 8 splits over the devices, not the processes.
     with pytest.raises(ValueError, match=r"train\.batch_size=8.*4 devices and 3 processes.*multiple of 12"):
-        config_lib.validate(tiny(**{"train.batch_size": 8}), num_devices=4, num_processes=3)
-    config_lib.validate(tiny(**{"train.batch_size": 24}), num_devices=4, num_processes=3)
+        methods.validate_config(tiny(**{"train.batch_size": 8}), num_devices=4, num_processes=3)
+    methods.validate_config(tiny(**{"train.batch_size": 24}), num_devices=4, num_processes=3)
 
 
 def test_valid_tiny_config_passes():
-    config_lib.validate(tiny())
+    methods.validate_config(tiny())
 
 
 def test_misspelt_key_on_the_command_line_fails_clearly(tmp_path):

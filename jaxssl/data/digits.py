@@ -86,7 +86,8 @@ def load_digits_source(split: str, field: str = "split") -> ImageSource:
         num_classes=NUM_CLASSES, image_shape=tuple(images.shape[1:]), on_device=True)
 
 
-def load_from_config(data_cfg, split: str, *, role: str | None = None, host_crop: str | None = None) -> ImageSource:
+def load_from_config(data_cfg, split: str, *, role: str | None = None, host_crop: str | None = None,
+                     **host_options) -> ImageSource:
     """Registry entry for :func:`jaxssl.data.sources.load_image_source` (crop options unused)."""
-    del data_cfg, host_crop  # held in memory and cropped on the device
+    del data_cfg, host_crop, host_options  # held in memory and cropped on the device
     return load_digits_source(split, field=f"data.{role}_split" if role else "split")

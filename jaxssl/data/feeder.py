@@ -1,21 +1,24 @@
-"""Feeding the global batch of each step: a pure function of (seed, step).
+"""Feeding global batches: readers that turn dataset indices into sharded global arrays.
 
-Two feeders, one contract: ``feeder(step) -> dict of global jax.Arrays`` sharded over ``"data"``.
+A *reader* answers ``read(indices, step) -> dict of global jax.Arrays`` for the dataset
+indices of a whole global batch (``indices`` is the same host array on every process; each
+process loads only its own rows of it). Two readers, one contract:
 
-* :class:`DeviceFeeder` — small datasets (digits, CIFAR, STL-10, packed text) live on the
-  device, replicated; each process computes the dataset indices of *its* rows of the global
-  batch (``batching.batch_indices`` is the same on every process), the global index array is
-  assembled with ``jax.make_array_from_process_local_data``, and the rows are gathered on the
-  device. Cropping and colour augmentation then run on the device too.
-* :class:`HostFeeder` — ImageNet-scale sources: each process reads and decodes its rows on the
-  host (``source.get``), and the global batch is assembled from the per-process slices.
+* :class:`DeviceReader` -- small datasets (digits, CIFAR, STL-10, packed text) held on the
+  device, replicated: each process turns *its* rows of ``indices`` into a global index array
+  (``jax.make_array_from_process_local_data``) and the rows are gathered on the device.
+* :class:`HostReader` -- a source read on the host (``source.get``: ImageNet JPEGs decoded and
+  cropped by worker threads, an image folder, or an in-memory split forced through the host
+  path with ``data.in_memory=False``); the global batch is assembled from per-process slices.
 
-Resume needs no iterator state: ``feeder(step)`` at step k is the same whether or not the run
-was interrupted before k.
+Training feeders (:class:`DeviceFeeder`, :class:`HostFeeder`) are ``feeder(step) -> batch``:
+the step's indices come from :func:`jaxssl.data.batching.batch_indices`, a pure function of
+(seed, step), so resume needs no iterator state. Evaluation reads a split in order with
+:func:`jaxssl.data.batching.eval_batches` through the same readers (padding rows masked).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -24,52 +27,91 @@ from jaxssl import sharding as sharding_lib
 from jaxssl.data import batching
 
 
-class DeviceFeeder:
-    """Rows of device-resident arrays ``{name: [N, ...]}`` chosen by the step's permutation."""
+class DeviceReader:
+    """Rows of device-resident arrays ``{name: [N, ...]}`` (replicated), gathered on the device."""
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], global_batch: int, seed: int, mesh):
+    def __init__(self, arrays: Mapping[str, np.ndarray], mesh):
         sizes = {k: len(v) for k, v in arrays.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"DeviceFeeder arrays differ in length: {sizes}")
         self.num_examples = next(iter(sizes.values()))
-        self.global_batch = global_batch
-        self.seed = seed
         self.mesh = mesh
-        self.steps_per_epoch = batching.steps_per_epoch(self.num_examples, global_batch)
-        self.rows = sharding_lib.process_batch_slice(global_batch, mesh)
         self.arrays = sharding_lib.replicate(dict(arrays), mesh)
         out = sharding_lib.batch_sharding(mesh)
         self._gather = jax.jit(lambda data, idx: jax.tree.map(lambda a: a[idx], data),
                                out_shardings=out)
 
-    def indices(self, step: int) -> np.ndarray:
-        """Dataset indices of the whole global batch at ``step`` (host numpy, int32)."""
-        return batching.batch_indices(self.seed, step, self.num_examples, self.global_batch)
-
-    def __call__(self, step: int):
-        local = self.indices(step)[self.rows].astype(np.int32)
-        idx = sharding_lib.global_batch_from_local(local, self.mesh)
+    def read(self, indices: np.ndarray, step: int = 0) -> dict:
+        """The rows ``indices`` (host int ``[B]``, all processes alike) as global arrays."""
+        del step
+        rows = sharding_lib.process_batch_slice(len(indices), self.mesh)
+        idx = sharding_lib.global_batch_from_local(np.asarray(indices)[rows].astype(np.int32),
+                                                   self.mesh)
         return self._gather(self.arrays, idx)
 
 
-class HostFeeder:
-    """Rows decoded and cropped on the host by ``source.get`` (per-process slices)."""
+class HostReader:
+    """Rows read (decoded, cropped) on the host by ``source.get``, one slice per process."""
 
-    def __init__(self, source, global_batch: int, seed: int, mesh, views: int = 2):
+    def __init__(self, source, mesh, seed: int = 0, keys: Sequence[str] = ("image",)):
         self.source = source
         self.num_examples = source.num_examples
-        self.global_batch = global_batch
-        self.seed = seed
         self.mesh = mesh
-        self.views = views
-        self.steps_per_epoch = batching.steps_per_epoch(self.num_examples, global_batch)
-        self.rows = sharding_lib.process_batch_slice(global_batch, mesh)
+        self.seed = seed
+        self.keys = tuple(keys)
+
+    def read(self, indices: np.ndarray, step: int = 0) -> dict:
+        """The rows ``indices`` at ``step``; random host crops of global row ``r`` are keyed by
+        ``(seed, step, r)`` whichever process reads it."""
+        rows = sharding_lib.process_batch_slice(len(indices), self.mesh)
+        batch = self.source.get(np.asarray(indices)[rows], seed=self.seed, step=step,
+                                row_offset=rows.start)
+        missing = [k for k in self.keys if k not in batch]
+        if missing:
+            raise ValueError(f"{self.source.name}/{self.source.split}: the reader returns "
+                             f"{sorted(batch)}, not {missing}")
+        return sharding_lib.global_batch_from_local({k: batch[k] for k in self.keys}, self.mesh)
+
+
+class _StepFeeder:
+    """``feeder(step)``: the rows of :func:`batching.batch_indices` (seed, step) via a reader."""
+
+    reader: DeviceReader | HostReader
+
+    def _setup(self, reader, global_batch: int, seed: int, mesh) -> None:
+        self.reader = reader
+        self.num_examples = reader.num_examples
+        self.global_batch = int(global_batch)
+        self.seed = int(seed)
+        self.mesh = mesh
+        self.steps_per_epoch = batching.steps_per_epoch(self.num_examples, self.global_batch)
+        self.rows = sharding_lib.process_batch_slice(self.global_batch, mesh)
 
     def indices(self, step: int) -> np.ndarray:
+        """Dataset indices of the whole global batch at ``step`` (host numpy, int64)."""
         return batching.batch_indices(self.seed, step, self.num_examples, self.global_batch)
 
-    def __call__(self, step: int):
-        local = self.indices(step)[self.rows]
-        batch = self.source.get(local, seed=self.seed, step=step, row_offset=self.rows.start)
-        batch = {k: v for k, v in batch.items() if k == "image"}
-        return sharding_lib.global_batch_from_local(batch, self.mesh)
+    def __call__(self, step: int) -> dict:
+        return self.reader.read(self.indices(step), step)
+
+
+class DeviceFeeder(_StepFeeder):
+    """Training batches gathered on the device from arrays held there (:class:`DeviceReader`)."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], global_batch: int, seed: int, mesh):
+        self._setup(DeviceReader(arrays, mesh), global_batch, seed, mesh)
+
+    def __call__(self, step: int) -> dict:
+        return self.reader.read(self.indices(step), step)
+
+
+class HostFeeder(_StepFeeder):
+    """Training batches read on the host by ``source.get`` (:class:`HostReader`)."""
+
+    def __init__(self, source, global_batch: int, seed: int, mesh,
+                 keys: Sequence[str] = ("image",)):
+        self.source = source
+        self._setup(HostReader(source, mesh, seed, keys), global_batch, seed, mesh)
+
+
+__all__ = ["DeviceReader", "HostReader", "DeviceFeeder", "HostFeeder"]

@@ -227,9 +227,9 @@ def load_image_folder(data_dir: str | None, split: str, field: str = "split") ->
 
 
 def load_from_config(data_cfg, split: str, *, role: str | None = None,
-                     host_crop: str | None = None) -> ImageSource:
+                     host_crop: str | None = None, **host_options) -> ImageSource:
     """Registry entry for :func:`jaxssl.data.sources.load_image_source` (crop options unused)."""
-    del host_crop  # held in memory and cropped on the device
+    del host_crop, host_options  # held in memory and cropped on the device
     return load_image_folder(data_cfg.get("data_dir", None), split,
                              field=f"data.{role}_split" if role else "split")
 

@@ -141,20 +141,24 @@ def resolve_split(data_cfg, split: str) -> tuple[str, str | None]:
     return split, None
 
 
-def load_image_source(data_cfg, split: str, *, host_crop: str | None = None) -> ImageSource:
+def load_image_source(data_cfg, split: str, *, host_crop: str | None = None,
+                      num_views: int = 2, eval_crop_fraction: float = 0.875) -> ImageSource:
     """The :class:`ImageSource` of ``data_cfg.name`` for ``split``.
 
     Args:
       data_cfg: ``config.data`` (ml_collections): ``name``, ``data_dir`` (``None``: the tfds
         default), ``pretrain_split`` / ``train_split`` / ``test_split`` (``None``: the
         dataset's default, :func:`default_splits`), and for host-cropped sources
-        ``image_size``, ``crop_scale``, ``crop_ratio``, optionally ``num_views`` (default 2)
-        and ``eval_crop_fraction`` (default 0.875, SimCLR's centre crop).
+        ``image_size``, ``crop_scale`` and ``crop_ratio``.
       split: a role, ``'pretrain'``, ``'train'`` or ``'test'``, or a dataset split
         expression used as is (``'unlabelled'``, ``'validation'``, ``'train+unlabelled'``).
       host_crop: host-cropped sources only: ``'random'`` (``num_views`` random-resized crops
         per example) or ``'center'`` (one centre crop). Default: ``'random'`` for the
         ``'pretrain'`` role, ``'center'`` otherwise (features for kNN / linear probes).
+      num_views: host-cropped sources with ``host_crop='random'``: crops per example (the
+        method's ``num_views``: 2 for SimCLR / MoCo, 1 for MAE and classifiers).
+      eval_crop_fraction: host-cropped sources with ``host_crop='center'``: the centre crop's
+        side fraction before the resize (the config's top-level ``eval_crop_fraction``).
     """
     name = data_cfg.name
     _check_name(name)
@@ -163,7 +167,8 @@ def load_image_source(data_cfg, split: str, *, host_crop: str | None = None) -> 
         host_crop = "random" if role == "pretrain" else "center"
     module, function = _LOADERS[name]
     loader = getattr(importlib.import_module(module), function)
-    return loader(data_cfg, dataset_split, role=role, host_crop=host_crop)
+    return loader(data_cfg, dataset_split, role=role, host_crop=host_crop, num_views=num_views,
+                  eval_crop_fraction=eval_crop_fraction)
 
 
 def _check_name(name: str) -> None:

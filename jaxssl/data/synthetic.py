@@ -13,8 +13,8 @@ NUM_EXAMPLES = {"train": 2048, "test": 512}
 
 
 def load_from_config(data_cfg, split: str, *, role: str | None = None,
-                     host_crop: str | None = None) -> ImageSource:
-    del role, host_crop
+                     host_crop: str | None = None, **host_options) -> ImageSource:
+    del role, host_crop, host_options
     if split not in NUM_EXAMPLES:
         raise ValueError(f"synthetic data has splits {sorted(NUM_EXAMPLES)}, not {split!r}")
     side = int(data_cfg.image_size)

@@ -359,7 +359,8 @@ def load_host_cropped(name: str, split: str, data_dir: str | None, *, image_size
         on_device=False, host_reader=reader, output_shape=reader.output_shape)
 
 
-def load_from_config(data_cfg, split: str, *, role: str | None = None, host_crop: str = "center") -> ImageSource:
+def load_from_config(data_cfg, split: str, *, role: str | None = None, host_crop: str = "center",
+                     num_views: int = 2, eval_crop_fraction: float = 0.875) -> ImageSource:
     """Registry entry for :func:`jaxssl.data.sources.load_image_source`."""
     field = f"data.{role}_split" if role else "split"
     name = data_cfg.name
@@ -367,7 +368,7 @@ def load_from_config(data_cfg, split: str, *, role: str | None = None, host_crop
         return load_in_memory(name, split, data_cfg.get("data_dir", None), field=field)
     return load_host_cropped(
         name, split, data_cfg.get("data_dir", None), image_size=data_cfg.image_size,
-        host_crop=host_crop, num_views=data_cfg.get("num_views", 2),
+        host_crop=host_crop, num_views=num_views,
         crop_scale=data_cfg.get("crop_scale", (0.08, 1.0)), crop_ratio=data_cfg.get("crop_ratio", (3 / 4, 4 / 3)),
-        eval_crop_fraction=data_cfg.get("eval_crop_fraction", 0.875),
+        eval_crop_fraction=eval_crop_fraction,
         num_threads=data_cfg.get("host_threads", None), field=field)

@@ -99,3 +99,26 @@ def evaluate_masked_lm(logits_fn: LogitsFn, params, rows: dict, *, key: jax.Arra
         "num_masked_tokens": int(round(n)),
         "num_sequences": int(totals["rows"]),
     }
+
+
+class MaskedLMEvaluator:
+    """``config.eval.evaluators`` entry ``'masked_lm'``: :func:`evaluate_masked_lm` of a
+    masked-language method (:class:`jaxssl.methods.mlm.MaskedLM`) on its held-out rows."""
+
+    name = "masked_lm"
+
+    def __init__(self, config, mesh, method):
+        self.config = config
+        self.mesh = mesh
+        self.method = method
+
+    def __call__(self, state, workdir: str, final: bool) -> dict:
+        del workdir, final  # the baseline is a count over the same positions: always reported
+        from jaxssl import rng
+        m, c = self.method, self.config
+        return evaluate_masked_lm(
+            m.logits, state.params, m.text.test, key=rng.root_key(c.seed, "eval_mask"),
+            mask_id=m.mask_id, vocab_size=m.vocab_size, rate=float(c.mlm.rate),
+            max_predictions=m.max_predictions, whole_word=bool(c.mlm.whole_word),
+            most_frequent_id=m.text.most_frequent_id, batch_size=int(c.eval.batch_size),
+            mesh=self.mesh)

@@ -1,42 +1,139 @@
-"""Evaluate an image embedding with the papers' protocols on the config's labelled splits.
+"""Frozen-representation evaluation: kNN and the fast linear probe on the labelled splits.
 
-``evaluate_embedding(embed_fn, config, mesh)`` extracts frozen features of the labelled train
-split and the held-out test split (every example exactly once, on any device count), then runs
-the weighted kNN monitor and the linear probe, each with all labels and with
-``eval.few_labels_per_class`` labels per class.
+:class:`RepresentationEvaluator` (``config.eval.evaluators`` entry ``'representation'``)
+extracts frozen features of the labelled train split and the held-out test split through the
+same sharded readers as training (in memory or streamed from the host, ``data.in_memory``;
+every example exactly once, on any device and process count), then runs the weighted kNN
+monitor and the linear probe of ``config.eval.linear_protocol``, with all labels and with
+``eval.few_labels_per_class`` per class (:func:`jaxssl.evaluators.protocol.evaluate_features`).
+At the end of a run it also reports the baselines ``eval.baselines`` names: the same backbone
+at its random initialisation, and raw pixels.
+
+Eval preprocessing: uint8 -> float in [0, 1], then a centre crop of ``eval_crop_fraction``
+resized to ``data.image_size`` -- on the device for in-memory splits, on the host (once) for
+host-read sources such as ImageNet, whose reader already returns the centre crop.
 """
 from __future__ import annotations
 
 import functools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxssl.data import sources
+from jaxssl import rng
+from jaxssl.augment import crop
+from jaxssl.data import pipeline, sources
+from jaxssl.data.feeder import DeviceReader, HostReader
 from jaxssl.evaluators import features, protocol
 
 
-@functools.lru_cache(maxsize=8)
-def _labelled(name: str, data_dir, split: str, data_cfg_items: tuple):
-    import ml_collections
-    cfg = ml_collections.ConfigDict(dict(data_cfg_items))
-    src = sources.load_image_source(cfg, split)
-    if src.images is None or src.labels is None:
-        raise ValueError(
-            f"data.name={name!r} split {split!r} is not held in memory with labels, so the in-training "
-            "kNN/linear evaluation cannot run on it; set eval.enabled=False and evaluate the "
-            "checkpoint with scripts/evaluate.py on a labelled, in-memory dataset")
-    return src
+class LabelledSplit:
+    """One labelled split ready for feature extraction: its source and a reader over it."""
+
+    def __init__(self, config, mesh, role: str):
+        source = sources.load_image_source(
+            config.data, role, host_crop="center",
+            eval_crop_fraction=float(config.eval_crop_fraction))
+        if source.labels is None and source.images is not None:
+            raise ValueError(
+                f"data.name={config.data.name!r} split {source.split!r} has no labels, so the "
+                f"kNN / linear evaluation cannot use it as its {role!r} split; set "
+                f"data.{role}_split to a labelled split, or eval.enabled=False")
+        self.source = source
+        self.role = role
+        self.num_examples = int(source.num_examples)
+        self.host_cropped = source.images is None
+        if pipeline.use_in_memory(config.data, source):
+            self.reader = DeviceReader({"image": source.images, "label": source.labels}, mesh)
+        else:
+            self.reader = HostReader(source, mesh, seed=int(config.seed), keys=("image", "label"))
+
+
+def eval_preprocess(images, *, image_size: int, crop_fraction: float, host_cropped: bool):
+    """uint8 (or float) ``[B, H, W, C]`` -> float ``[B, S, S, C]`` in [0, 1], centre-cropped
+    and resized unless the host already did it."""
+    if host_cropped:
+        return crop.to_float_image(images)
+    return crop.center_crop_resize(images, image_size, crop_fraction=crop_fraction)
+
+
+class RepresentationEvaluator:
+    """kNN + linear probe of ``method.features`` (and the baselines at the end of a run)."""
+
+    name = "representation"
+
+    def __init__(self, config, mesh, method):
+        self.config = config
+        self.mesh = mesh
+        self.method = method
+
+    @functools.cached_property
+    def splits(self) -> tuple[LabelledSplit, LabelledSplit]:
+        return LabelledSplit(self.config, self.mesh, "train"), \
+            LabelledSplit(self.config, self.mesh, "test")
+
+    def embed_fn(self, params, model_state, host_cropped: bool):
+        c = self.config
+
+        def fn(images):
+            x = eval_preprocess(images, image_size=int(c.data.image_size),
+                                crop_fraction=float(c.eval_crop_fraction),
+                                host_cropped=host_cropped)
+            return self.method.features(params, model_state, x).astype(jnp.float32)
+        return fn
+
+    def split_features(self, embed_for_split) -> dict:
+        """``{'train': (feats, labels), 'test': (feats, labels)}`` of ``embed_for_split(split)``."""
+        bs = int(self.config.eval.batch_size)
+        return {s.role: features.extract_split(embed_for_split(s), s.reader, s.num_examples, bs,
+                                               self.mesh) for s in self.splits}
+
+    def evaluate_embedding(self, embed_for_split) -> dict:
+        feats = self.split_features(embed_for_split)
+        (f_train, y_train), (f_test, y_test) = feats["train"], feats["test"]
+        num_classes = self.splits[0].source.num_classes
+        return protocol.evaluate_features(f_train, y_train, f_test, y_test, num_classes,
+                                          self.config.eval)
+
+    def random_init(self):
+        """``(params, model_state)`` of the method at its initialisation (seed's 'init' key)."""
+        return jax.jit(self.method.init)(rng.root_key(self.config.seed, "init"))
+
+    def __call__(self, state, workdir: str, final: bool) -> dict:
+        del workdir
+        c = self.config
+        results = {c.method: self.evaluate_embedding(
+            lambda s: self.embed_fn(state.params, state.model_state, s.host_cropped))}
+        if final:
+            if "random_init" in c.eval.baselines:
+                params0, model_state0 = self.random_init()
+                results["random_init"] = self.evaluate_embedding(
+                    lambda s: self.embed_fn(params0, model_state0, s.host_cropped))
+            if "raw_pixels" in c.eval.baselines:
+                results["raw_pixels"] = self.evaluate_embedding(lambda s: raw_pixels)
+        return results
+
+
+def raw_pixels(images):
+    """The raw-pixel baseline: the stored (or host-cropped) image, flattened, in [0, 1]."""
+    return images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
 
 
 def labelled_splits(data_cfg):
-    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in data_cfg.items()))
-    train = _labelled(data_cfg.name, data_cfg.data_dir, "train", items)
-    test = _labelled(data_cfg.name, data_cfg.data_dir, "test", items)
+    """``(train, test)`` in-memory labelled :class:`ImageSource` of ``data_cfg`` (small data)."""
+    train = sources.load_image_source(data_cfg, "train")
+    test = sources.load_image_source(data_cfg, "test")
+    for src in (train, test):
+        if src.images is None or src.labels is None:
+            raise ValueError(
+                f"data.name={data_cfg.name!r} split {src.split!r} is not held in memory with "
+                "labels; evaluate it with RepresentationEvaluator, which streams host-read splits")
     return train, test
 
 
 def evaluate_embedding(embed_fn, config, mesh) -> dict:
-    """``{'knn_10', 'knn_all', 'linear_10', 'linear_all'}`` fractions for ``embed_fn``."""
+    """``{'knn_10', 'knn_all', 'linear_10', 'linear_all'}`` of ``embed_fn`` on in-memory splits."""
     train, test = labelled_splits(config.data)
     bs = int(config.eval.batch_size)
     f_train = features.extract_features(embed_fn, train.images, bs, mesh)

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import importlib
 
-_METHODS = {
+_METHODS: dict[str, tuple[str, str] | type] = {
     "simclr": ("jaxssl.methods.simclr", "SimCLR"),
     "moco_v2": ("jaxssl.methods.moco", "MoCoV2"),
     "moco_v3": ("jaxssl.methods.moco", "MoCoV3"),
     "mlm": ("jaxssl.methods.mlm", "MaskedLM"),
     "mae": ("jaxssl.methods.mae", "MAE"),
+    "linear_eval": ("jaxssl.methods.classifier", "LinearEval"),
+    "finetune": ("jaxssl.methods.classifier", "FineTune"),
+    "text_classify": ("jaxssl.methods.text_classifier", "TextClassifier"),
 }
 
 
@@ -16,8 +19,31 @@ def known_methods() -> tuple[str, ...]:
     return tuple(sorted(_METHODS))
 
 
+def register(name: str, cls: type) -> None:
+    """Make ``config.method=name`` run ``cls`` (a :class:`jaxssl.methods.base.Method`)."""
+    _METHODS[name] = cls
+
+
 def get_method_class(name: str):
     if name not in _METHODS:
         raise ValueError(f"config field method={name!r} is unknown; use one of {list(known_methods())}")
-    module, cls = _METHODS[name]
+    entry = _METHODS[name]
+    if isinstance(entry, type):
+        return entry
+    module, cls = entry
     return getattr(importlib.import_module(module), cls)
+
+
+def validate_config(config, num_devices: int | None = None,
+                    num_processes: int | None = None) -> None:
+    """Every check a config gets before device work: the shared fields
+    (:func:`jaxssl.config.validate`), the method's own ``validate_config`` and the names in
+    ``eval.evaluators``. Raises ``ValueError`` naming field, value and fix."""
+    from jaxssl import config as config_lib
+    from jaxssl.evaluators import build
+    if config.method not in _METHODS:
+        config_lib.fail("method", config.method, f"use one of {list(known_methods())}")
+    config_lib.validate(config, num_devices, num_processes)
+    method_cls = get_method_class(config.method)
+    method_cls.validate_config(config)
+    build.check_names(config, method_cls)

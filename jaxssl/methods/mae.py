@@ -134,8 +134,10 @@ class MAE(ImageMethod):
         if min(std) <= 0:
             fail("mae.pixel_std", std, "every standard deviation must be > 0")
 
-    def __init__(self, config, mesh):
-        super().__init__(config, mesh)
+    num_views = 1  # one random crop per image on host-read sources
+
+    def __init__(self, config, mesh, data, total_steps: int):
+        super().__init__(config, mesh, data, total_steps)
         c, m = config, config.mae
         dtype = jnp.bfloat16 if c.model.dtype == "bfloat16" else jnp.float32
         self.patch_size = int(c.model.patch_size)

@@ -33,8 +33,6 @@ import ml_collections
 from jaxssl import losses, rng
 from jaxssl.augment import masking
 from jaxssl.data import corpus, text_source
-from jaxssl.data.feeder import DeviceFeeder
-from jaxssl.evaluators import mlm as mlm_eval
 from jaxssl.methods.base import Method
 from jaxssl.models.bert import BERT_PRESETS, BertConfig, BertForMLM
 
@@ -100,6 +98,9 @@ class MaskedLM(Method):
     """BERT MLM on packed text rows held on the device."""
 
     unit = "tok"
+    data_kind = "text_mlm"
+    train_keys = ("ids", "segment_ids", "attention_mask", "special", "word_start")
+    default_evaluators = ("masked_lm",)
 
     @classmethod
     def validate_config(cls, config) -> None:
@@ -141,21 +142,16 @@ class MaskedLM(Method):
         if config.eval.batch_size <= 0:
             fail("eval.batch_size", config.eval.batch_size, "must be a positive number of rows")
 
-    def __init__(self, config, mesh):
-        super().__init__(config, mesh)
-        self.data = text_source.load_text_data(config.data, seed=int(config.seed))
-        tok = self.data.tokenizer
+    def __init__(self, config, mesh, data, total_steps: int):
+        super().__init__(config, mesh, data, total_steps)
+        self.text = data.source  # text_source.TextData: tokenizer, train / test rows
+        tok = self.text.tokenizer
         self.vocab_size = tok.vocab_size
         self.mask_id = tok.mask_id
         self.seq_len = int(config.data.seq_len)
         self.max_predictions = int(config.mlm.max_predictions)
         self.bert = bert_config(config.model, self.vocab_size)
         self.model = BertForMLM(self.bert)
-
-    # ----- data -------------------------------------------------------------------------
-    def make_feeder(self):
-        c = self.config
-        return DeviceFeeder(self.data.train, c.train.batch_size, c.seed, self.mesh)
 
     def items_per_step(self) -> int:
         return int(self.config.train.batch_size) * self.seq_len
@@ -194,33 +190,18 @@ class MaskedLM(Method):
         return self.model.apply({"params": params}, inputs, segment_ids, attention_mask, positions,
                                 train=False)
 
-    # ----- evaluation -------------------------------------------------------------------
-    def evaluate(self, state, workdir: str, final: bool) -> dict:
-        """Held-out masked-token accuracy, perplexity and the most-frequent-token baseline.
-
-        Also copies the vocabulary to ``WORKDIR/vocab.txt`` (with ``WORKDIR/vocab_info.json``
-        naming its source), so the run's ids can be decoded and the vocabulary reused.
-        """
-        del final  # the baseline is a count over the same positions: always reported
-        c = self.config
-        self._save_vocab(workdir)
-        return mlm_eval.evaluate_masked_lm(
-            self.logits, state.params, self.data.test, key=rng.root_key(c.seed, "eval_mask"),
-            mask_id=self.mask_id, vocab_size=self.vocab_size, rate=float(c.mlm.rate),
-            max_predictions=self.max_predictions, whole_word=bool(c.mlm.whole_word),
-            most_frequent_id=self.data.most_frequent_id, batch_size=int(c.eval.batch_size),
-            mesh=self.mesh)
-
-    def _save_vocab(self, workdir: str) -> None:
+    def save_artifacts(self, workdir: str) -> None:
+        """Copy the vocabulary to ``WORKDIR/vocab.txt`` (with ``WORKDIR/vocab_info.json`` naming
+        its source), so the run's ids can be decoded and a fine-tuning run reuses it."""
         if jax.process_index() != 0 or not workdir:
             return
         os.makedirs(workdir, exist_ok=True)
         dest = os.path.join(workdir, "vocab.txt")
-        if os.path.abspath(dest) != os.path.abspath(self.data.vocab_path):
-            shutil.copyfile(self.data.vocab_path, dest)
-        info = {"source": os.path.abspath(self.data.vocab_path), "vocab_size": self.vocab_size,
+        if os.path.abspath(dest) != os.path.abspath(self.text.vocab_path):
+            shutil.copyfile(self.text.vocab_path, dest)
+        info = {"source": os.path.abspath(self.text.vocab_path), "vocab_size": self.vocab_size,
                 "lowercase": bool(self.config.data.lowercase),
-                "most_frequent_train_token": self.data.tokenizer.id_to_token(self.data.most_frequent_id)}
+                "most_frequent_train_token": self.text.tokenizer.id_to_token(self.text.most_frequent_id)}
         with open(os.path.join(workdir, "vocab_info.json"), "w") as f:
             json.dump(info, f, indent=2)
 

@@ -42,6 +42,7 @@ Deviations from the references, each a named option: queries in MoCo v2 use glob
 from __future__ import annotations
 
 import abc
+import math
 
 
 import flax.linen as nn
@@ -52,7 +53,6 @@ import ml_collections
 from jaxssl import config as config_lib
 from jaxssl import losses
 from jaxssl.augment import image as aug
-from jaxssl.data import batching
 from jaxssl.methods import momentum as momentum_lib
 from jaxssl.methods import shuffle_bn
 from jaxssl.methods.image import ImageMethod
@@ -230,17 +230,12 @@ class _MoCoBase(ImageMethod):
 
     version = ""
 
-    def __init__(self, config, mesh):
-        super().__init__(config, mesh)
+    def __init__(self, config, mesh, data, total_steps: int):
+        super().__init__(config, mesh, data, total_steps)
         m = config.model
         self.encoder = Encoder(build_backbone(m), self.make_projector(m))
-        view2 = dict(config.augment.to_dict(), **config.moco.view2.to_dict())
-        if not self.pretrain_source.on_device:
-            view2["crop"] = False
-        self.view_cfg_b = aug.ViewConfig.from_config(view2, output_size=self.image_size)
-        steps_per_epoch = batching.steps_per_epoch(self.pretrain_source.num_examples,
-                                                   int(config.train.batch_size))
-        self.total_steps = config_lib.total_steps(config.train, steps_per_epoch)
+        self.view_cfg_b = self.view_config(dict(config.augment.to_dict(),
+                                                **config.moco.view2.to_dict()))
         mc = config.moco
         self.momentum_at = momentum_lib.momentum_schedule(
             float(mc.momentum), float(mc.momentum_final), self.total_steps, mc.momentum_schedule)
@@ -302,8 +297,8 @@ class MoCoV2(_MoCoBase):
                  "mesh.num_devices=1: per-device BN on one device is global BN (the leak); use "
                  "moco.shuffle_bn='groups'")
 
-    def __init__(self, config, mesh):
-        super().__init__(config, mesh)
+    def __init__(self, config, mesh, data, total_steps: int):
+        super().__init__(config, mesh, data, total_steps)
         mc = config.moco
         self.queue_size = int(mc.queue_size)
         self.shuffle_mode = mc.shuffle_bn
@@ -313,6 +308,10 @@ class MoCoV2(_MoCoBase):
                 f"config field moco.shuffle_bn='devices' is invalid on a mesh of "
                 f"{mesh.devices.size} device: per-device BN on one device is global BN; use "
                 f"moco.shuffle_bn='groups' (with moco.bn_groups, e.g. 8)")
+
+    def chance_loss(self) -> float:
+        """InfoNCE with every logit equal: ``log(K + 1)``."""
+        return math.log(self.queue_size + 1)
 
     def make_projector(self, model_cfg):
         return heads.mocov2_head(int(model_cfg.head_hidden_dim), int(model_cfg.head_output_dim),
@@ -393,12 +392,16 @@ class MoCoV3(_MoCoBase):
         if m.predictor_hidden_dim <= 0:
             fail("moco.predictor_hidden_dim", m.predictor_hidden_dim, "use a positive width (4096)")
 
-    def __init__(self, config, mesh):
-        super().__init__(config, mesh)
+    def __init__(self, config, mesh, data, total_steps: int):
+        super().__init__(config, mesh, data, total_steps)
         m = config.model
         self.predictor = heads.mocov3_predictor(int(config.moco.predictor_hidden_dim),
                                                 int(m.head_output_dim), dtype=_dtype(m))
         self.online = Predicted(self.encoder, self.predictor)
+
+    def chance_loss(self) -> float:
+        """Both directions of ``2T * CE`` with every logit equal: ``4 T log N``."""
+        return 4.0 * self.temperature * math.log(int(self.config.train.batch_size))
 
     def make_projector(self, model_cfg):
         return heads.mocov3_projector(int(model_cfg.head_hidden_dim), int(model_cfg.head_output_dim),

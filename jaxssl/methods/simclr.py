@@ -10,6 +10,8 @@ averaged over all 2N anchors, with negatives from every device (``jaxssl.losses.
 """
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -56,8 +58,8 @@ def projection_head(model_cfg) -> nn.Module:
 
 class SimCLR(ImageMethod):
 
-    def __init__(self, config, mesh):
-        super().__init__(config, mesh)
+    def __init__(self, config, mesh, data, total_steps: int):
+        super().__init__(config, mesh, data, total_steps)
         m = config.model
         self.model = BackboneWithHead(registry.create_backbone(m.backbone, **backbone_kwargs(m)),
                                       projection_head(m))
@@ -84,6 +86,10 @@ class SimCLR(ImageMethod):
         zn = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
         metrics = {"embedding_std": jnp.mean(jnp.std(zn, axis=0)) * jnp.sqrt(z.shape[-1])}
         return loss, ({**model_state, **updates}, metrics)
+
+    def chance_loss(self) -> float:
+        """NT-Xent of identical embeddings: ``log(2N - 1)`` (every logit equal)."""
+        return math.log(2 * int(self.config.train.batch_size) - 1)
 
     def backbone_features(self, params, model_state, images):
         return self.model.apply({"params": params, **model_state}, images,
