@@ -462,10 +462,11 @@ def barlow_twins_loss(z_a: jax.Array, z_b: jax.Array, lambda_offdiag: float = 0.
     SyncBatchNorm: the statistics and the cross-correlation are over the global batch of ``N``
     rows. That reference all-reduces ``C`` without differentiating the all-reduce and DDP then
     averages gradients, so its parameter gradient is this loss's gradient divided by the number
-    of GPUs; this function returns the global objective and its exact gradient.
+    of GPUs (lightly #1977); this function returns the global objective and its exact gradient.
 
     Args:
-      z_a, z_b: ``[N, D]`` projector outputs of the two views, row-aligned (any float dtype).
+      z_a, z_b: ``[N, D]`` projector outputs of the two views, row-aligned (any float dtype);
+        N >= 2 (training-mode BatchNorm needs two rows).
       lambda_offdiag: ``lambda``, weight of the off-diagonal (redundancy) term; 0.0051 as the
         paper's ImageNet recipe (``--lambd``).
 
@@ -473,7 +474,7 @@ def barlow_twins_loss(z_a: jax.Array, z_b: jax.Array, lambda_offdiag: float = 0.
       fp32 scalar.
     """
     _check_pair(z_a, z_b, "barlow_twins_loss")
-    _check_batch_at_least(z_a.shape[0], 1, "barlow_twins_loss")
+    _check_batch_at_least(z_a.shape[0], 2, "barlow_twins_loss")
     n = z_a.shape[0]
     a_n = _standardize_over_batch(z_a, BARLOW_BN_EPS)
     b_n = _standardize_over_batch(z_b, BARLOW_BN_EPS)

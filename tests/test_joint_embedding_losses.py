@@ -282,6 +282,8 @@ def test_barlow_twins_edge_cases():
                                np_barlow_twins(z1, z2), rtol=1e-5)
     with pytest.raises(ValueError, match="same shape"):
         losses.barlow_twins_loss(jnp.ones((4, 3)), jnp.ones((4, 2)))
+    with pytest.raises(ValueError, match="N >= 2"):
+        losses.barlow_twins_loss(jnp.ones((1, 3)), jnp.ones((1, 3)))
 
 
 # --------------------------------------------------------------------------- VICReg
