@@ -462,7 +462,8 @@ def barlow_twins_loss(z_a: jax.Array, z_b: jax.Array, lambda_offdiag: float = 0.
     SyncBatchNorm: the statistics and the cross-correlation are over the global batch of ``N``
     rows. That reference all-reduces ``C`` without differentiating the all-reduce and DDP then
     averages gradients, so its parameter gradient is this loss's gradient divided by the number
-    of GPUs (lightly #1977); this function returns the global objective and its exact gradient.
+    of GPUs (lightly found and fixed the same in its BarlowTwinsLoss); this function returns the
+    global objective and its exact gradient.
 
     Args:
       z_a, z_b: ``[N, D]`` projector outputs of the two views, row-aligned (any float dtype);
