@@ -1,4 +1,5 @@
-"""Pure loss functions of global arrays: NT-Xent, InfoNCE (MoCo v2/v3), masked LM, MAE.
+"""Pure loss functions of global arrays: NT-Xent, InfoNCE (MoCo v2/v3), masked LM, MAE, and the
+joint-embedding losses of BYOL, Barlow Twins, VICReg and DINO (with its center update).
 
 Every function takes *global* ``jax.Array``s (inside a jitted step they are sharded over the
 ``"data"`` mesh axis; XLA inserts the collectives) and returns a scalar fp32 loss. Inputs may be
@@ -373,3 +374,239 @@ def mae_loss(pred: jax.Array, target_patches: jax.Array, mask: jax.Array,
     per_patch = jnp.mean(jnp.square(pred.astype(jnp.float32) - target), axis=-1)
     m = mask.astype(jnp.float32)
     return jnp.sum(per_patch * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+# --------------------------------------------------------------------------- joint-embedding losses
+#
+# BYOL, Barlow Twins, VICReg and DINO. Like the losses above they take global arrays (rows sharded
+# over ``"data"`` inside a jitted step) and compute every batch statistic (means, variances,
+# cross-correlations, covariances, the DINO center) over the *global* batch, as the references do
+# with SyncBatchNorm / all-gather / all-reduce. Math is fp32; matmuls run at ``Precision.HIGHEST``.
+
+# BatchNorm1d's default eps, used by Barlow Twins' affine-free normalisation of z.
+BARLOW_BN_EPS = 1e-5
+# Added to the variance before the square root in VICReg's std term (main_vicreg.py).
+VICREG_VAR_EPS = 1e-4
+
+
+def _off_diagonal_sq_sum(m_DxD: jax.Array) -> jax.Array:
+    """``sum_{i != j} m_ij^2`` of a square matrix (the references' ``off_diagonal(m).pow(2).sum()``)."""
+    d = m_DxD.shape[0]
+    return jnp.sum(jnp.square(m_DxD) * (1.0 - jnp.eye(d, dtype=m_DxD.dtype)))
+
+
+def _check_batch_at_least(n: int, minimum: int, fn: str) -> None:
+    if n < minimum:
+        raise ValueError(f"{fn}: batch N={n} rows, but the loss needs N >= {minimum} (it uses "
+                         f"per-feature batch statistics); pass a global batch of at least {minimum}")
+
+
+def _contract_batch(subscripts: str, a: jax.Array, b: jax.Array) -> jax.Array:
+    """fp32 ``einsum`` at full precision that sums over the (sharded) batch axis.
+
+    On ``Auto`` mesh axes (``jaxssl.sharding.make_mesh``) XLA picks the all-reduce. Under
+    ``Explicit`` axes (``jax.make_mesh``'s default) JAX needs the output sharding of a
+    contraction over sharded dims spelled out: the small result is replicated.
+    """
+    mesh = jax.typeof(a).sharding.mesh
+    explicit = any(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types)
+    return jnp.einsum(subscripts, a, b, precision=_HIGHEST, preferred_element_type=jnp.float32,
+                      out_sharding=P() if explicit else None)
+
+
+def byol_loss(p: jax.Array, z: jax.Array) -> jax.Array:
+    """BYOL's regression loss between online predictions and target projections (Grill et al. 2020, eq. 2).
+
+        L = 1/N sum_i || p_i/||p_i|| - z_i/||z_i|| ||^2 = 1/N sum_i (2 - 2 cos(p_i, z_i))
+
+    As ``regression_loss`` in deepmind-research ``byol/utils/helpers.py`` (there summed per
+    row and averaged by the caller; identical to ``2 + 2 * lightly.loss.NegativeCosineSimilarity``).
+    The symmetric BYOL loss ``byol_loss(p1, z2) + byol_loss(p2, z1)`` is assembled by the method.
+    SimSiam's ``D(p, z) = -cos(p, stopgrad(z))`` is ``byol_loss / 2 - 1``.
+
+    Args:
+      p: ``[N, D]`` online-branch predictor outputs (any float dtype).
+      z: ``[N, D]`` target projections, row-aligned with ``p``; a target: wrapped in
+        ``jax.lax.stop_gradient``, so no gradient flows into it.
+
+    Returns:
+      fp32 scalar in ``[0, 4]``. Rows are normalised with ``l2_normalize`` (norm floor 1e-6),
+      so a zero row has cosine 0 and contributes 2 with finite gradients.
+    """
+    _check_pair(p, z, "byol_loss")
+    p_n = l2_normalize(p)
+    z_n = jax.lax.stop_gradient(l2_normalize(z))
+    return jnp.mean(2.0 - 2.0 * jnp.sum(p_n * z_n, axis=-1))
+
+
+def _standardize_over_batch(z_NxD: jax.Array, eps: float) -> jax.Array:
+    """``(z - mean) / sqrt(var + eps)`` per feature over the (global) batch, biased variance.
+
+    Training-mode ``BatchNorm1d(affine=False)`` (SyncBatchNorm when the batch is sharded).
+    """
+    z = z_NxD.astype(jnp.float32)
+    mean = jnp.mean(z, axis=0, keepdims=True)
+    centred = z - mean
+    var = jnp.mean(jnp.square(centred), axis=0, keepdims=True)
+    return centred * jax.lax.rsqrt(var + eps)
+
+
+def barlow_twins_loss(z_a: jax.Array, z_b: jax.Array, lambda_offdiag: float = 0.0051) -> jax.Array:
+    """Barlow Twins' redundancy-reduction loss (Zbontar et al. 2021, eq. 1 and 2).
+
+        z_n   = (z - mean_b z) / sqrt(var_b z + 1e-5)      per feature, biased var (BN, no affine)
+        C_ij  = sum_b z_a_n[b, i] z_b_n[b, j] / N
+        L     = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2
+
+    As ``BarlowTwins.forward`` in facebookresearch/barlowtwins ``main.py`` with its
+    SyncBatchNorm: the statistics and the cross-correlation are over the global batch of ``N``
+    rows. That reference all-reduces ``C`` without differentiating the all-reduce and DDP then
+    averages gradients, so its parameter gradient is this loss's gradient divided by the number
+    of GPUs (lightly found and fixed the same in its BarlowTwinsLoss); this function returns the
+    global objective and its exact gradient.
+
+    Args:
+      z_a, z_b: ``[N, D]`` projector outputs of the two views, row-aligned (any float dtype);
+        N >= 2 (training-mode BatchNorm needs two rows).
+      lambda_offdiag: ``lambda``, weight of the off-diagonal (redundancy) term; 0.0051 as the
+        paper's ImageNet recipe (``--lambd``).
+
+    Returns:
+      fp32 scalar.
+    """
+    _check_pair(z_a, z_b, "barlow_twins_loss")
+    _check_batch_at_least(z_a.shape[0], 2, "barlow_twins_loss")
+    n = z_a.shape[0]
+    a_n = _standardize_over_batch(z_a, BARLOW_BN_EPS)
+    b_n = _standardize_over_batch(z_b, BARLOW_BN_EPS)
+    c_DxD = _contract_batch("nd,ne->de", a_n, b_n) / n
+    on_diag = jnp.sum(jnp.square(jnp.diagonal(c_DxD) - 1.0))
+    return on_diag + lambda_offdiag * _off_diagonal_sq_sum(c_DxD)
+
+
+def vicreg_loss(z_a: jax.Array, z_b: jax.Array, sim_coeff: float = 25.0, std_coeff: float = 25.0,
+                cov_coeff: float = 1.0) -> jax.Array:
+    """VICReg's variance-invariance-covariance loss (Bardes et al. 2022, eq. 1-6).
+
+        s(Z, Z')   = 1/(N D) sum_{b,j} (z_bj - z'_bj)^2                          (invariance, MSE)
+        v(Z)       = 1/D sum_j relu(1 - sqrt(Var_b(z_.j) + 1e-4))                (Var: unbiased, N-1)
+        C(Z)       = (Z - mean Z)^T (Z - mean Z) / (N - 1)
+        c(Z)       = 1/D sum_{i != j} C(Z)_ij^2
+        L = sim_coeff * s + std_coeff * (v(Z)/2 + v(Z')/2) + cov_coeff * (c(Z) + c(Z'))
+
+    As ``VICReg.forward`` in facebookresearch/vicreg ``main_vicreg.py``: the variance and
+    covariance terms are over the globally gathered batch (``FullGatherLayer``, whose backward
+    sums gradients over GPUs, so the reference's gradient equals this loss's); the reference's
+    per-GPU MSE averaged by DDP is the global MSE here. Note the std term halves each branch
+    (``mean(relu(1 - std_x)) / 2 + ...``) while the covariance term does not.
+
+    Args:
+      z_a, z_b: ``[N, D]`` expander outputs of the two views, row-aligned (any float dtype); N >= 2.
+      sim_coeff, std_coeff, cov_coeff: lambda, mu, nu of the paper (25, 25, 1 for ImageNet).
+
+    Returns:
+      fp32 scalar.
+    """
+    _check_pair(z_a, z_b, "vicreg_loss")
+    _check_batch_at_least(z_a.shape[0], 2, "vicreg_loss")
+    n, d = z_a.shape
+    x = z_a.astype(jnp.float32)
+    y = z_b.astype(jnp.float32)
+    repr_loss = jnp.mean(jnp.square(x - y))
+
+    def std_and_cov(v_NxD):
+        centred = v_NxD - jnp.mean(v_NxD, axis=0, keepdims=True)
+        var = jnp.sum(jnp.square(centred), axis=0) / (n - 1)
+        std_term = jnp.mean(jax.nn.relu(1.0 - jnp.sqrt(var + VICREG_VAR_EPS))) / 2.0
+        cov_DxD = _contract_batch("nd,ne->de", centred, centred) / (n - 1)
+        return std_term, _off_diagonal_sq_sum(cov_DxD) / d
+
+    std_x, cov_x = std_and_cov(x)
+    std_y, cov_y = std_and_cov(y)
+    return sim_coeff * repr_loss + std_coeff * (std_x + std_y) + cov_coeff * (cov_x + cov_y)
+
+
+def _check_positive_scalar(value, name: str, fn: str, typical: str) -> None:
+    if isinstance(value, (int, float)) and value <= 0:
+        raise ValueError(f"{fn}: {name}={value} must be > 0 ({typical})")
+
+
+def dino_loss(student_logits: jax.Array, teacher_logits: jax.Array, center: jax.Array,
+              student_temp: float = 0.1, teacher_temp: float = 0.04) -> jax.Array:
+    """DINO's multi-crop self-distillation cross-entropy (Caron et al. 2021, eq. 1-3).
+
+        P_t^{(t)} = softmax((g_t(x_t) - c) / tau_t)          (no gradient)
+        log P_s^{(s)} = log_softmax(g_s(x_s) / tau_s)
+        L = 1/|pairs| sum_{(t, s), s != t} 1/N sum_n  -<P_t^{(t)}_n, log P_s^{(s)}_n>
+
+    over all teacher views ``t`` and student views ``s`` except a view with itself. As
+    ``DINOLoss.forward`` in facebookresearch/dino ``main_dino.py``, where the teacher sees the
+    2 global crops and the student all ``2 + n_local`` crops (global crops first), and
+    ``loss.mean()`` of each pair is over the global batch here (the reference's per-GPU mean
+    averaged by DDP is the same number).
+
+    Args:
+      student_logits: ``[Vs, N, K]`` student head outputs, one stack per view (any float dtype).
+      teacher_logits: ``[Vt, N, K]`` teacher head outputs; teacher view ``t`` is the same crop
+        as student view ``t`` (so those pairs are skipped). Gradient stopped.
+      center: ``[1, K]`` (DINO's buffer shape; ``[K]`` also works) running mean of teacher
+        logits, see ``dino_center_update``; gradient stopped.
+      student_temp: ``tau_s`` > 0 (0.1).
+      teacher_temp: ``tau_t`` > 0 (0.04 after DINO's warm-up from 0.04 / 0.07); may be a traced
+        scalar, for the warm-up schedule.
+
+    Returns:
+      fp32 scalar.
+    """
+    fn = "dino_loss"
+    if student_logits.ndim != 3 or teacher_logits.ndim != 3 or \
+            student_logits.shape[1:] != teacher_logits.shape[1:]:
+        raise ValueError(f"{fn}: expected student_logits [Vs, N, K] and teacher_logits [Vt, N, K] with the "
+                         f"same N and K, got {tuple(student_logits.shape)} and "
+                         f"{tuple(teacher_logits.shape)}; stack each view's head outputs on axis 0")
+    v_s, n, k = student_logits.shape
+    v_t = teacher_logits.shape[0]
+    if center.shape not in ((1, k), (k,)):
+        raise ValueError(f"{fn}: center shape {tuple(center.shape)} must be (1, {k}) (DINO's buffer) "
+                         f"for K={k} logits")
+    num_pairs = v_t * v_s - min(v_t, v_s)
+    if num_pairs == 0:
+        raise ValueError(f"{fn}: Vs={v_s} student and Vt={v_t} teacher views leave no pair (t, s) with "
+                         f"s != t; DINO needs at least 2 views (2 global crops)")
+    _check_positive_scalar(student_temp, "student_temp", fn, "DINO uses 0.1")
+    _check_positive_scalar(teacher_temp, "teacher_temp", fn, "DINO uses 0.04, warm-up from 0.04 or 0.07")
+
+    center = jax.lax.stop_gradient(center.astype(jnp.float32))
+    teacher = jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))
+    t_probs_VtxNxK = jax.lax.stop_gradient(jax.nn.softmax((teacher - center) / teacher_temp, axis=-1))
+    s_logp_VsxNxK = jax.nn.log_softmax(student_logits.astype(jnp.float32) / student_temp, axis=-1)
+    ce_VtxVs = -_contract_batch("tnk,snk->ts", t_probs_VtxNxK, s_logp_VsxNxK) / n
+    not_same_view = 1.0 - jnp.eye(v_t, v_s, dtype=jnp.float32)
+    return jnp.sum(ce_VtxVs * not_same_view) / num_pairs
+
+
+def dino_center_update(center: jax.Array, teacher_logits: jax.Array, momentum: float = 0.9) -> jax.Array:
+    """DINO's EMA of the teacher output (``DINOLoss.update_center``, Caron et al. 2021, eq. 4).
+
+        c <- m c + (1 - m) * 1/(Vt N) sum_{t, n} g_t(x_t)_n
+
+    the batch mean over every teacher view and every row of the global batch (the reference
+    all-reduces the per-GPU sums and divides by ``len(teacher_output) * world_size``).
+
+    Args:
+      center: ``[1, K]`` current center (DINO initialises it to zeros; ``[K]`` also works).
+      teacher_logits: ``[Vt, N, K]`` teacher head outputs of this step; gradient stopped.
+      momentum: ``m`` in [0, 1] (``center_momentum``, 0.9).
+
+    Returns:
+      the new center, fp32, with ``center``'s shape.
+    """
+    if teacher_logits.ndim != 3 or center.shape not in ((1, teacher_logits.shape[-1]),
+                                                        (teacher_logits.shape[-1],)):
+        raise ValueError(f"dino_center_update: expected center [1, K] and teacher_logits [Vt, N, K], got "
+                         f"center{tuple(center.shape)} and teacher_logits{tuple(teacher_logits.shape)}")
+    if isinstance(momentum, (int, float)) and not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"dino_center_update: momentum={momentum} must be in [0, 1] (DINO uses 0.9)")
+    teacher = jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))
+    batch_center = jnp.mean(teacher, axis=(0, 1)).reshape(center.shape)
+    return momentum * center.astype(jnp.float32) + (1.0 - momentum) * batch_center
