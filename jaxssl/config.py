@@ -6,7 +6,9 @@ config locked (``ml_collections`` raises on a misspelt key, in the file or on th
 """
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 
 import ml_collections
 
@@ -106,6 +108,34 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.mesh = ml_collections.ConfigDict(dict(num_devices=0))  # 0: all visible devices
     return c
+
+
+def presets_dir() -> str:
+    """The folder of preset files: ``$JAXSSL_CONFIGS``, else ``configs/`` of this checkout."""
+    return os.environ.get("JAXSSL_CONFIGS") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def load_preset(name: str, arg: str | None = None, **overrides) -> ml_collections.ConfigDict:
+    """The preset ``configs/NAME.py`` built with ``get_config(arg)``, with ``overrides``
+    applied (dotted keys as ``--config.`` flags take them, given with ``__`` for ``.``:
+    ``load_preset('simclr_digits', train__num_steps=3)``), and locked."""
+    path = os.path.join(presets_dir(), f"{name}.py")
+    if not os.path.isfile(path):
+        raise ValueError(f"preset {name!r} not found: {path} does not exist; the presets are "
+                         f"{sorted(f[:-3] for f in os.listdir(presets_dir()) if f.endswith('.py'))}")
+    spec = importlib.util.spec_from_file_location(f"jaxssl_preset_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg)
+    with config.unlocked():
+        for key, value in overrides.items():
+            node = config
+            *parents, leaf = key.split("__")
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+    return config.lock()
 
 
 def parse_arg(arg: str | None, choices: dict, default: str) -> str:

@@ -12,7 +12,8 @@ holds for every model in ``jaxssl.models`` without knowing module names. Named o
 it where a reference does otherwise: ``decay_all_params`` (PyTorch ``SGD(model.parameters(),
 weight_decay=...)`` as in MoCo v2, and ``AdamW(model.parameters())`` in MoCo v3 decay every
 parameter), ``no_decay_names`` (timm's ``no_weight_decay()``: e.g. ``cls_token``,
-``pos_embed``), and ``frozen_params`` (leaves under a module or parameter of that name get no
+``pos_embed``; LARS also leaves them out of its trust ratio, as SimCLR's
+``exclude_from_layer_adaptation`` defaults to its weight-decay exclusions), and ``frozen_params`` (leaves under a module or parameter of that name get no
 update and no weight decay at all, like torch's ``requires_grad=False``; MoCo v3's frozen ViT
 patch projection ``patch_embed``). The trust-ratio mask of LARS / LAMB stays the shape rule.
 
@@ -29,7 +30,9 @@ Config fields (``cfg`` is an ``ml_collections.ConfigDict`` or anything with attr
   b1, b2, eps        adamw, lamb
   warmup_epochs      linear warmup length in epochs (float)
   warmup_fraction    if > 0, overrides warmup_epochs: warmup = fraction * total_steps (default 0)
-  schedule           'cosine' | 'linear' | 'step' | 'constant' (after the warmup)
+  schedule           'cosine' | 'linear' | 'step' | 'constant' (after the warmup), or
+                     'cosine_epoch' (cosine set once per epoch, no warmup: moco-v3 lincls)
+  min_lr             'cosine': the final learning rate (default 0; MAE fine-tuning 1e-6)
   step_boundaries_epochs, step_factor   'step' only: lr *= step_factor at each boundary
                      (default factor 0.1, MoCo's linear eval: boundaries [60, 80])
   grad_clip_norm     global-norm clipping before the optimizer; 0 = off (default 0)
@@ -56,7 +59,7 @@ import optax
 Schedule = Callable[[Any], jax.Array]
 
 OPTIMIZERS = ("lars", "sgd", "adamw", "lamb")
-SCHEDULES = ("cosine", "linear", "step", "constant")
+SCHEDULES = ("cosine", "cosine_epoch", "linear", "step", "constant")
 LR_SCALINGS = ("linear", "sqrt", "none")
 # Fields that may be absent from a config; the value is the reference default.
 OPTIONAL_DEFAULTS = {
@@ -68,6 +71,7 @@ OPTIONAL_DEFAULTS = {
     "decay_all_params": False,
     "no_decay_names": (),
     "frozen_params": (),
+    "min_lr": 0.0,
     "lars_classic_momentum": True,
 }
 
@@ -204,21 +208,37 @@ def _warmup_factor(step, warmup_steps: int):
     return jnp.minimum(step / warmup_steps, 1.0)
 
 
-def warmup_cosine_schedule(peak_lr: float, warmup_steps: int, total_steps: int) -> Schedule:
-    """Linear warmup 0 -> peak over ``warmup_steps``, then cosine to 0 at ``total_steps``.
+def warmup_cosine_schedule(peak_lr: float, warmup_steps: int, total_steps: int,
+                           min_lr: float = 0.0) -> Schedule:
+    """Linear warmup 0 -> peak over ``warmup_steps``, then cosine to ``min_lr`` at ``total_steps``.
 
-        lr(t) = peak * t / W                                   t < W
-        lr(t) = peak * 0.5 * (1 + cos(pi * (t - W) / (T - W)))  W <= t <= T, 0 after
+        lr(t) = peak * t / W                                                t < W
+        lr(t) = min + (peak - min) * 0.5 * (1 + cos(pi * (t - W) / (T - W)))  W <= t <= T
 
-    SimCLR's ``WarmUpAndCosineDecay`` and MoCo v3's ``adjust_learning_rate``.
+    SimCLR's ``WarmUpAndCosineDecay``, MoCo v3's ``adjust_learning_rate`` and MAE's
+    ``util/lr_sched.adjust_learning_rate`` (per iteration, ``min_lr``).
     """
     decay_steps = max(total_steps - warmup_steps, 1)
 
     def schedule(step):
         t = jnp.asarray(step, jnp.float32)
         progress = jnp.clip((t - warmup_steps) / decay_steps, 0.0, 1.0)
-        cosine = 0.5 * peak_lr * (1.0 + jnp.cos(jnp.pi * progress))
+        cosine = min_lr + 0.5 * (peak_lr - min_lr) * (1.0 + jnp.cos(jnp.pi * progress))
         return jnp.where(t < warmup_steps, peak_lr * _warmup_factor(t, warmup_steps), cosine)
+
+    return schedule
+
+
+def epoch_cosine_schedule(peak_lr: float, steps_per_epoch: int, total_steps: int) -> Schedule:
+    """Cosine over whole epochs, set at the start of each (moco-v3 ``main_lincls.py``):
+
+        lr(t) = peak * 0.5 * (1 + cos(pi * floor(t / S) / E)),   E = T / S epochs
+    """
+    epochs = total_steps / steps_per_epoch
+
+    def schedule(step):
+        epoch = jnp.floor(jnp.asarray(step, jnp.float32) / steps_per_epoch)
+        return 0.5 * peak_lr * (1.0 + jnp.cos(jnp.pi * epoch / epochs))
 
     return schedule
 
@@ -319,7 +339,12 @@ def build_schedule(cfg: Any, *, global_batch: int, total_steps: int, steps_per_e
         raise ValueError(f"optim warmup of {warmup} steps exceeds the {total_steps} training steps; "
                          f"lower optim.warmup_epochs / optim.warmup_fraction")
     if kind == "cosine":
-        return warmup_cosine_schedule(peak, warmup, total_steps)
+        return warmup_cosine_schedule(peak, warmup, total_steps, float(_field(cfg, "min_lr")))
+    if kind == "cosine_epoch":
+        if warmup:
+            raise ValueError("optim.schedule='cosine_epoch' has no warm-up; set "
+                             "optim.warmup_epochs=0")
+        return epoch_cosine_schedule(peak, steps_per_epoch, total_steps)
     if kind == "linear":
         return warmup_linear_schedule(peak, warmup, total_steps)
     if kind == "step":
@@ -351,12 +376,16 @@ def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
         def wd_mask(params):
             return weight_decay_mask(params, decay_all=decay_all, no_decay_names=no_decay,
                                      frozen_names=frozen)
+
+        def trust_mask(params):  # SimCLR: exclude_from_layer_adaptation = the wd exclusions
+            return weight_decay_mask(params, decay_all=False, no_decay_names=no_decay,
+                                     frozen_names=frozen)
     else:
-        wd_mask = decay_mask
+        wd_mask = trust_mask = decay_mask
     if name == "lars":
         tx = lars(schedule, momentum=float(_field(cfg, "momentum")), weight_decay=wd,
                   trust_coefficient=float(_field(cfg, "trust_coefficient")),
-                  nesterov=bool(_field(cfg, "nesterov")), mask=wd_mask, trust_mask=decay_mask,
+                  nesterov=bool(_field(cfg, "nesterov")), mask=wd_mask, trust_mask=trust_mask,
                   classic_momentum=bool(_field(cfg, "lars_classic_momentum")))
     elif name == "sgd":
         # PyTorch SGD: v = m * v + (g + wd * w); w -= lr * v (momentum before the lr).

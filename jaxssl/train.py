@@ -262,10 +262,15 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     else:
         state = fresh_state()
         if tcfg.init_from:
-            state, loaded, initialised = checkpoint_lib.init_from(tcfg.init_from, state, mesh)
-            metrics_lib.log(
-                f"init_from {tcfg.init_from}: loaded {len(loaded)} leaves ({', '.join(loaded)}); "
-                f"newly initialised {len(initialised)} leaves ({', '.join(initialised) or 'none'})")
+            if hasattr(method, "init_from"):  # e.g. a classifier: the pretrained backbone only
+                state, loaded = method.init_from(tcfg.init_from, state, mesh)
+                metrics_lib.log(f"init_from {tcfg.init_from}: loaded {', '.join(loaded)}")
+            else:
+                state, loaded, initialised = checkpoint_lib.init_from(tcfg.init_from, state, mesh)
+                metrics_lib.log(
+                    f"init_from {tcfg.init_from}: loaded {len(loaded)} leaves "
+                    f"({', '.join(loaded)}); newly initialised {len(initialised)} leaves "
+                    f"({', '.join(initialised) or 'none'})")
 
     shardings = state_lib.state_shardings(abstract_state, mesh)
     train_step = jax.jit(make_train_step(method, tx, lr_fn, int(tcfg.debug_nan_at_step)),

@@ -33,6 +33,8 @@ _LOADERS: Mapping[str, tuple[str, str]] = {
     "cifar100": ("jaxssl.data.tfds_images", "load_from_config"),
     "stl10": ("jaxssl.data.tfds_images", "load_from_config"),
     "imagenet2012": ("jaxssl.data.tfds_images", "load_from_config"),
+    "imagenet2012_subset/1pct": ("jaxssl.data.tfds_images", "load_from_config"),
+    "imagenet2012_subset/10pct": ("jaxssl.data.tfds_images", "load_from_config"),
     "image_folder": ("jaxssl.data.image_folder", "load_from_config"),
     "synthetic": ("jaxssl.data.synthetic", "load_from_config"),
 }
@@ -45,6 +47,8 @@ _DEFAULT_SPLITS: Mapping[str, Mapping[str, str]] = {
     # SimCLR / MoCo practice on STL-10: pretrain on the 100k unlabelled plus the 5k labelled.
     "stl10": {"pretrain": "train+unlabelled", "train": "train", "test": "test"},
     "imagenet2012": {"pretrain": "train", "train": "train", "test": "validation"},
+    "imagenet2012_subset/1pct": {"pretrain": "train", "train": "train", "test": "validation"},
+    "imagenet2012_subset/10pct": {"pretrain": "train", "train": "train", "test": "validation"},
     # a user's folder prepared by scripts/prepare_data.py (fixed stratified split, image_folder.py)
     "image_folder": {"pretrain": "train", "train": "train", "test": "test"},
     "synthetic": {"pretrain": "train", "train": "train", "test": "test"},

@@ -48,9 +48,13 @@ SPLITS = {
     "cifar100": ("train", "test"),
     "stl10": ("train", "test", "unlabelled"),
     "imagenet2012": ("train", "validation"),
+    # SimCLR's semi-supervised subsets: 'train' is 1% / 10% of ImageNet's labels (the
+    # simclr repo's image lists), 'validation' the whole ImageNet validation set.
+    "imagenet2012_subset/1pct": ("train", "validation"),
+    "imagenet2012_subset/10pct": ("train", "validation"),
 }
 IN_MEMORY = ("cifar10", "cifar100", "stl10")
-HOST_CROPPED = ("imagenet2012",)
+HOST_CROPPED = ("imagenet2012", "imagenet2012_subset/1pct", "imagenet2012_subset/10pct")
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 HOST_CROP_MODES = ("random", "center")
 _HOST_CROP_STREAM = stream_id("host_crop")

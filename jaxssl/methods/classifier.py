@@ -1,0 +1,475 @@
+"""Supervised classifiers on a pretrained backbone: the papers' linear evaluation and fine-tuning.
+
+Both run inside the same jitted, sharded, resumable and preemptible trainer as pretraining;
+the pretrained backbone comes from ``train.init_from`` (a pretraining workdir or checkpoint).
+
+* :class:`LinearEval` (``config.method='linear_eval'``): the backbone is frozen -- run in
+  eval mode (BatchNorm with its running statistics), behind ``stop_gradient``, and listed in
+  ``optim.frozen_params`` so the optimizer neither updates nor decays it (it stays bit
+  for bit what was loaded) -- and a classifier is trained on *augmented* views (random
+  resized crop + flip), as every reference's ``main_lincls.py`` / ``--train_mode=finetune
+  --fine_tune_after_block=4`` does.
+* :class:`FineTune` (``config.method='finetune'``): the whole network trains (BN in train
+  mode over the global batch), optionally from the first projection-head layers
+  (SimCLR's ``--ft_proj_selector``), with MAE's recipe options (layer-wise lr decay,
+  drop path, mixup / cutmix, label smoothing, RandAugment, random erasing) where set.
+
+Model: ``logits = classifier(probe_bn(head_prefix(backbone(x))))`` where
+
+    head_prefix   the first ``classifier.from_head_layers`` layers of the pretraining
+                  projection head (Dense-BN-ReLU each; loaded from the checkpoint), or nothing
+    probe_bn      MAE's linear probe: ``BatchNorm1d(affine=False, eps=1e-6)`` when
+                  ``classifier.head == 'bn_linear'``, else nothing
+    classifier    ``Dense(num_classes)``: zero-initialised (SimCLR ``zero_init_logits_layer``),
+                  N(0, std^2) (MoCo ``fc.weight.normal_(0, 0.01)``) or truncated normal
+                  (MAE ``trunc_normal_(head.weight, std=0.01)``), zero bias
+
+Loss: softmax cross-entropy with the integer labels (label smoothing ``eps``:
+``(1 - eps) onehot + eps / K``), or with mixup / cutmix soft targets.
+
+The backbone's parameter names are those of the pretraining method (``classifier.
+pretrain_method`` names it; :data:`BACKBONE_PATHS` says where its backbone sits in that
+method's checkpoint), so ``init_from`` loads the backbone and nothing else, and refuses a
+checkpoint whose backbone is missing or shaped differently (naming the first mismatch).
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxssl import checkpoint as checkpoint_lib
+from jaxssl import rng
+from jaxssl.augment import image as aug
+from jaxssl.data import pipeline, sources
+from jaxssl.evaluators import protocol
+from jaxssl.methods.image import ImageMethod
+from jaxssl.models import heads
+
+#: pretraining method -> (path of its backbone in the checkpoint's params, in its batch_stats,
+#: path of its projection head in params / batch_stats)
+BACKBONE_PATHS = {
+    "simclr": (("backbone",), ("backbone",), ("head",)),
+    "moco_v2": (("backbone",), ("backbone",), ("projector",)),
+    "moco_v3": (("encoder", "backbone"), ("encoder", "backbone"), ("encoder", "projector")),
+    "mae": (("encoder",), ("encoder",), None),
+    "": ((), (), None),  # no pretraining: a supervised run from scratch
+}
+HEADS = ("linear", "bn_linear")
+HEAD_INITS = ("zeros", "normal", "trunc_normal")
+
+
+def classifier_defaults() -> dict:
+    """The ``classifier`` config section (see the module docstring)."""
+    return dict(
+        pretrain_method="",       # the method that wrote train.init_from ('' : none)
+        head="linear",            # 'linear' | 'bn_linear' (MAE: BN without affine first)
+        head_init="zeros",        # 'zeros' (SimCLR) | 'normal' (MoCo) | 'trunc_normal' (MAE)
+        head_init_std=0.01,
+        from_head_layers=0,       # SimCLR ft_proj_selector: keep this many projection layers
+        labels_per_class=0,       # 0: every training label; n: a fixed n-per-class subset
+        label_smoothing=0.0,
+        mixup_alpha=0.0,          # timm Mixup (MAE fine-tuning: 0.8)
+        cutmix_alpha=0.0,         # (MAE fine-tuning: 1.0)
+        mixup_switch_prob=0.5,
+        randaugment="",           # '' | 'rand-m9-mstd0.5-inc1' (MAE fine-tuning)
+        random_erasing=0.0,       # probability (MAE fine-tuning: 0.25)
+        layer_decay=0.0,          # 0: off; MAE ViT-B fine-tuning: 0.65
+        pixel_mean=(),            # input normalisation of the backbone ((): none)
+        pixel_std=(),
+        baselines=(),             # 'random_init': the same recipe from random init;
+                                  # 'majority_class': predict the commonest training label
+    )
+
+
+def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict:
+    """A classifier config for a backbone pretrained with ``pretrain_config`` (unlocked).
+
+    Keeps the pretraining ``seed``, ``data`` and ``model`` sections (so the backbone is built
+    with the same names and shapes), sets ``method`` ('linear_eval' or 'finetune'), adds the
+    ``classifier`` section and freezes the backbone for linear evaluation. The caller sets
+    the protocol's optimizer, schedule, batch, epochs and augmentation.
+    """
+    c = ml_collections.ConfigDict(pretrain_config.to_dict())
+    pretrain_method = c.method
+    c.method = method
+    # The ViT fields of jaxssl.methods.moco.build_backbone, which builds every image backbone.
+    for name, value in dict(pool="cls", posemb="sincos2d", freeze_patch_embed=False,
+                            vit_hidden_dim=0, vit_depth=0, vit_num_heads=0).items():
+        if name not in c.model:
+            c.model[name] = value
+    c.model.freeze_patch_embed = False
+    mean, std = (), ()
+    if pretrain_method == "mae":  # MAE's encoder: its sizes, pooling and input normalisation
+        m = c.mae
+        c.model.update(dict(pool=m.pool, posemb="sincos2d", vit_hidden_dim=m.encoder_hidden_dim,
+                            vit_depth=m.encoder_depth, vit_num_heads=m.encoder_heads))
+        mean, std = tuple(m.pixel_mean), tuple(m.pixel_std)
+    for section in ("moco", "mae", "mlm"):
+        if section in c:
+            del c[section]
+    # ``--config.init_from=PRETRAIN_WORKDIR``: one reference shared with train.init_from.
+    init_from = ml_collections.FieldReference(c.train.init_from, field_type=str)
+    c.init_from = init_from
+    c.train.init_from = init_from
+    c.classifier = ml_collections.ConfigDict(classifier_defaults())
+    c.classifier.pretrain_method = pretrain_method
+    c.classifier.pixel_mean, c.classifier.pixel_std = mean, std
+    c.optim.min_lr = 0.0
+    c.optim.warmup_fraction = 0.0
+    c.optim.lars_classic_momentum = True
+    c.optim.frozen_params = ("backbone",) if method == "linear_eval" else ()
+    c.optim.no_decay_names = ()
+    c.optim.decay_all_params = False
+    c.augment.update(dict(crop=True, crop_scale=(0.08, 1.0), jitter_prob=0.0,
+                          grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0))
+    c.data.crop_scale = (0.08, 1.0)
+    c.eval.update(dict(evaluators=("classification",), embedding_map=False, baselines=()))
+    c.loss.temperature = 1.0
+    return c
+
+
+class HeadPrefix(nn.Module):
+    """The first ``num_layers`` hidden layers of a :class:`jaxssl.models.heads.ProjectionHead`
+    (same names ``dense_i`` / ``bn_i``, so the pretrained layers load): Dense[-BN]-ReLU each."""
+    hidden_dim: int
+    num_layers: int
+    use_bn: bool = True
+    use_bias: bool = True
+    dtype: object = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        for i in range(self.num_layers):
+            x = nn.Dense(self.hidden_dim, use_bias=self.use_bias and not self.use_bn,
+                         dtype=self.dtype, param_dtype=jnp.float32, name=f"dense_{i}")(x)
+            if self.use_bn:
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                 dtype=self.dtype, param_dtype=jnp.float32,
+                                 use_fast_variance=False, name=f"bn_{i}")(x)
+            x = nn.relu(x)
+        return x
+
+
+class ImageClassifier(nn.Module):
+    """``images [B, S, S, C] -> logits [B, num_classes]`` (float32); see the module docstring."""
+    backbone: nn.Module
+    num_classes: int
+    frozen: bool
+    probe: str = "linear"          # classifier.head: 'linear' | 'bn_linear'
+    head_init: str = "zeros"
+    head_init_std: float = 0.01
+    head: nn.Module | None = None  # the pretrained projection layers kept (HeadPrefix)
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        h = self.backbone(x, train=train and not self.frozen)
+        if self.frozen:
+            h = jax.lax.stop_gradient(h)
+        if self.head is not None:
+            h = self.head(h, train=train and not self.frozen)
+        h = h.astype(jnp.float32)
+        if self.probe == "bn_linear":
+            h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-6,
+                             use_scale=False, use_bias=False, use_fast_variance=False,
+                             name="probe_bn")(h)
+        kernel_init = {"zeros": nn.initializers.zeros,
+                       "normal": nn.initializers.normal(self.head_init_std),
+                       "trunc_normal": nn.initializers.truncated_normal(self.head_init_std)
+                       }[self.head_init]
+        return nn.Dense(self.num_classes, kernel_init=kernel_init,
+                        bias_init=nn.initializers.zeros, name="classifier")(h)
+
+    def features(self, x):
+        return self.backbone(x, train=False)
+
+
+def _get(tree, path):
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+class _Classifier(ImageMethod):
+    """What linear evaluation and fine-tuning share."""
+
+    frozen = False
+    num_views = 1
+    train_keys = ("image", "label")
+    train_role = "train"
+    default_evaluators = ("classification",)
+
+    @classmethod
+    def validate_config(cls, config) -> None:
+        super().validate_config(config)
+        from jaxssl.config import fail
+        if "classifier" not in config:
+            raise ValueError(f"config.method={config.method!r} needs a config.classifier section; "
+                             "build the config with jaxssl.methods.classifier.classifier_config()")
+        k = config.classifier
+        missing = sorted(set(classifier_defaults()) - set(k))
+        if missing:
+            raise ValueError(f"config section classifier lacks {missing}; start it from "
+                             "jaxssl.methods.classifier.classifier_defaults()")
+        if k.pretrain_method not in BACKBONE_PATHS:
+            fail("classifier.pretrain_method", k.pretrain_method,
+                 f"use one of {sorted(BACKBONE_PATHS)}")
+        if k.head not in HEADS:
+            fail("classifier.head", k.head, f"use one of {HEADS}")
+        if k.head_init not in HEAD_INITS:
+            fail("classifier.head_init", k.head_init, f"use one of {HEAD_INITS}")
+        if k.from_head_layers < 0 or (k.from_head_layers and
+                                      BACKBONE_PATHS[k.pretrain_method][2] is None):
+            fail("classifier.from_head_layers", k.from_head_layers,
+                 "use 0, or a positive number of projection-head layers of a method that has a "
+                 "projection head (simclr, moco_v2, moco_v3)")
+        if k.labels_per_class < 0:
+            fail("classifier.labels_per_class", k.labels_per_class,
+                 "use 0 (every label) or a positive number of labels per class")
+        if not 0.0 <= k.label_smoothing < 1.0:
+            fail("classifier.label_smoothing", k.label_smoothing, "use a value in [0, 1) (MAE: 0.1)")
+        if len(tuple(k.pixel_mean)) != len(tuple(k.pixel_std)):
+            fail("classifier.pixel_mean", tuple(k.pixel_mean),
+                 f"give as many values as classifier.pixel_std={tuple(k.pixel_std)}")
+        for name in k.baselines:
+            if name not in ("random_init", "majority_class"):
+                fail("classifier.baselines", tuple(k.baselines),
+                     "use some of ('random_init', 'majority_class')")
+        if cls.frozen and "backbone" not in tuple(config.optim.get("frozen_params", ())):
+            fail("optim.frozen_params", tuple(config.optim.get("frozen_params", ())),
+                 "linear evaluation freezes the backbone: include 'backbone'")
+
+    def __init__(self, config, mesh, data, total_steps: int):
+        super().__init__(config, mesh, data, total_steps)
+        k = config.classifier
+        self.num_classes = int(data.source.num_classes)
+        backbone = build_backbone(config.model)
+        prefix = None
+        if k.from_head_layers:
+            m = config.model
+            prefix = HeadPrefix(int(m.head_hidden_dim), int(k.from_head_layers),
+                                use_bn=k.pretrain_method != "moco_v2",
+                                use_bias=k.pretrain_method == "moco_v2")
+        self.model = ImageClassifier(backbone=backbone, num_classes=self.num_classes,
+                                     frozen=self.frozen, probe=k.head, head_init=k.head_init,
+                                     head_init_std=float(k.head_init_std), head=prefix)
+        self.mean = jnp.asarray(tuple(k.pixel_mean) or (0.0,), jnp.float32)
+        self.std = jnp.asarray(tuple(k.pixel_std) or (1.0,), jnp.float32)
+        self.metric_name = self.mode_name(config)
+
+    @staticmethod
+    def mode_name(config) -> str:
+        """``linear_all`` / ``finetune_10``...: what the run measures, for the results."""
+        n = int(config.classifier.labels_per_class)
+        mode = "linear" if config.method == "linear_eval" else "finetune"
+        return f"{mode}_{n if n else 'all'}"
+
+    # ----- model ------------------------------------------------------------------------
+    def normalize(self, images):
+        return (images - self.mean) / self.std
+
+    def init(self, key):
+        variables = self.model.init(key, self.dummy_input(), train=False)
+        return variables["params"], {k: v for k, v in variables.items() if k != "params"}
+
+    def view(self, batch, step):
+        """The step's augmented view ``[B, S, S, C]`` (random resized crop + flip, keyed by
+        (seed, 'augment', step, example)) and, for fine-tuning, RandAugment and erasing."""
+        images = batch["image"]
+        if images.ndim == 5:  # host-cropped [B, 1, S, S, C]
+            images = images[:, 0]
+        key = jax.random.fold_in(rng.step_key(self.config.seed, "augment", step), 0)
+        return aug.augment_batch(rng.example_keys(key, images.shape[0]), images, self.view_cfg)
+
+    def targets(self, labels, step):
+        """``[B, K]`` soft targets: one-hot with label smoothing."""
+        eps = float(self.config.classifier.label_smoothing)
+        onehot = jax.nn.one_hot(labels, self.num_classes, dtype=jnp.float32)
+        return onehot * (1.0 - eps) + eps / self.num_classes
+
+    def loss(self, params, model_state, batch, step):
+        x = self.normalize(self.view(batch, step))
+        targets = self.targets(batch["label"], step)
+        x, targets = self.mix(x, targets, step)
+        logits, updates = self.model.apply(
+            {"params": params, **model_state}, x, train=True, mutable=list(model_state),
+            rngs={"dropout": rng.step_key(self.config.seed, "dropout", step)})
+        loss = jnp.mean(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets))
+        acc = jnp.mean((jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32))
+        return loss, ({**model_state, **updates}, {"train_accuracy": acc})
+
+    def mix(self, images, targets, step):
+        """Mixup / cutmix of the batch (fine-tuning recipes); identity here."""
+        del step
+        return images, targets
+
+    def logits(self, params, model_state, images):
+        """Eval-mode logits ``[B, K]`` of eval-preprocessed float images."""
+        return self.model.apply({"params": params, **model_state}, self.normalize(images),
+                                train=False)
+
+    # ----- what the classification evaluator reads --------------------------------------
+    @functools.cached_property
+    def test_split(self):
+        from jaxssl.evaluators.representation import LabelledSplit
+        return LabelledSplit(self.config, self.mesh, "test")
+
+    def test_reader(self):
+        """``(reader, num_examples)`` of the held-out split (centre crops, labels)."""
+        return self.test_split.reader, self.test_split.num_examples
+
+    def test_labels(self) -> np.ndarray:
+        split = self.test_split
+        if split.source.labels is not None:
+            return split.source.labels
+        from jaxssl.data import batching
+        labels = [np.asarray(split.source.get(idx, seed=0, step=0)["label"])
+                  for idx, _ in batching.eval_batches(split.num_examples, 1024, 1)]
+        return np.concatenate(labels)[:split.num_examples]
+
+    def train_labels(self) -> np.ndarray:
+        if self.data.source.labels is None:
+            raise ValueError("the majority_class baseline needs in-memory training labels; "
+                             "remove it from classifier.baselines for host-read data")
+        return self.data.source.labels
+
+    def batch_logits(self, params, model_state, batch):
+        from jaxssl.evaluators.representation import eval_preprocess
+        x = eval_preprocess(batch["image"], image_size=self.image_size,
+                            crop_fraction=float(self.config.eval_crop_fraction),
+                            host_cropped=self.test_split.host_cropped)
+        return self.logits(params, model_state, x)
+
+    def backbone_features(self, params, model_state, images):
+        return self.model.apply({"params": params, **model_state}, self.normalize(images),
+                                method=ImageClassifier.features)
+
+    def chance_loss(self) -> float:
+        return math.log(self.num_classes)
+
+    # ----- loading the pretrained backbone ----------------------------------------------
+    def init_from(self, path: str, state, mesh):
+        """Load the pretrained backbone (and head prefix) from ``path``; everything else keeps
+        its initialisation. Raises :class:`jaxssl.checkpoint.CheckpointError` naming the path
+        and the first missing or mismatched leaf."""
+        k = self.config.classifier
+        stored, _ = checkpoint_lib.load_tree(path, mesh)
+        p_path, s_path, head_path = BACKBONE_PATHS[k.pretrain_method]
+        stored_params = stored.get("params", {})
+        stored_stats = stored.get("model_state", {}).get("batch_stats", {})
+        pieces = [("params", ("backbone",), _get(stored_params, p_path), p_path),
+                  ("batch_stats", ("backbone",), _get(stored_stats, s_path), s_path)]
+        if k.from_head_layers:
+            pieces += [("params", ("head",), _get(stored_params, head_path), head_path),
+                       ("batch_stats", ("head",), _get(stored_stats, head_path), head_path)]
+        params, model_state = state.params, dict(state.model_state)
+        loaded = []
+        for kind, ours, theirs, their_path in pieces:
+            target = params if kind == "params" else model_state.get("batch_stats", {})
+            mine = _get(target, ours)
+            if mine is None or (isinstance(mine, dict) and not mine):
+                continue  # e.g. a backbone without BatchNorm
+            where = f"{kind}/{'/'.join(their_path)}"
+            if theirs is None:
+                raise checkpoint_lib.CheckpointError(
+                    f"train.init_from={path!r}: the checkpoint has no {where} (a "
+                    f"classifier.pretrain_method={k.pretrain_method!r} backbone); check the "
+                    "path and classifier.pretrain_method")
+            new = _load_subtree(mine, theirs, path, where)
+            if kind == "params":
+                params = {**params, ours[0]: new}
+            else:
+                model_state["batch_stats"] = {**model_state["batch_stats"], ours[0]: new}
+            loaded.append(where)
+        if not loaded:
+            raise checkpoint_lib.CheckpointError(
+                f"train.init_from={path!r}: nothing to load into this classifier")
+        return state.replace(params=params, model_state=model_state), loaded
+
+
+def _load_subtree(mine, theirs, path: str, where: str):
+    """``theirs`` placed with ``mine``'s shardings; every leaf of ``mine`` must exist there
+    with the same shape and dtype."""
+    mine_flat = {checkpoint_lib.path_str(p): x
+                 for p, x in jax.tree_util.tree_flatten_with_path(mine)[0]}
+    theirs_flat = {checkpoint_lib.path_str(p): x
+                   for p, x in jax.tree_util.tree_flatten_with_path(theirs)[0]}
+    for name, x in mine_flat.items():
+        old = theirs_flat.get(name)
+        if old is None:
+            raise checkpoint_lib.CheckpointError(
+                f"train.init_from={path!r}: {where}/{name} is missing from the checkpoint "
+                f"(it holds e.g. {sorted(theirs_flat)[:3]}); the config's model.* fields must "
+                "match the pretraining run's")
+        if tuple(old.shape) != tuple(x.shape) or old.dtype != x.dtype:
+            raise checkpoint_lib.CheckpointError(
+                f"train.init_from={path!r}: {where}/{name} is {old.dtype}{list(old.shape)} in "
+                f"the checkpoint but {x.dtype}{list(x.shape)} here; the config's model.* "
+                "fields must match the pretraining run's")
+    return jax.tree_util.tree_map_with_path(
+        lambda p, x: jax.device_put(theirs_flat[checkpoint_lib.path_str(p)], x.sharding), mine)
+
+
+def build_backbone(model_cfg) -> nn.Module:
+    """The backbone of ``model_cfg``, built as the image pretraining methods build it."""
+    from jaxssl.methods.moco import build_backbone as build
+    return build(model_cfg)
+
+
+def few_label_source(source: sources.ImageSource, per_class: int, seed: int) -> sources.ImageSource:
+    """The ``per_class``-examples-per-class subset of an in-memory labelled ``source``
+    (:func:`jaxssl.evaluators.protocol.few_label_indices`, the subset the kNN / probe
+    ``*_10`` numbers use)."""
+    if source.images is None or source.labels is None:
+        raise ValueError(
+            f"config field classifier.labels_per_class={per_class} needs an in-memory labelled "
+            f"split; data.name={source.name!r} is read on the host: use its tfds subset "
+            "(e.g. data.name='imagenet2012_subset/1pct') with classifier.labels_per_class=0")
+    idx = protocol.few_label_indices(np.asarray(source.labels), per_class, seed)
+    return sources.ImageSource(
+        name=source.name, split=f"{source.split}[{per_class}/class]", images=source.images[idx],
+        labels=source.labels[idx], num_examples=int(idx.size), num_classes=source.num_classes,
+        image_shape=source.image_shape, on_device=source.on_device)
+
+
+def _labelled_image_data(config, mesh, method_cls) -> pipeline.TrainData:
+    """The labelled training split (optionally a few-label subset) with labels in the batch."""
+    source = sources.load_image_source(config.data, "train", host_crop="random",
+                                       num_views=int(method_cls.num_views))
+    if source.num_classes is None:
+        raise ValueError(f"data.name={config.data.name!r} has no classes to train a classifier on")
+    per_class = int(config.classifier.labels_per_class)
+    if per_class:
+        source = few_label_source(source, per_class, int(config.eval.few_labels_seed))
+    feeder = pipeline.image_feeder(config.data, source, global_batch=int(config.train.batch_size),
+                                   seed=int(config.seed), mesh=mesh, keys=("image", "label"))
+    channels = source.image_shape[-1] if source.image_shape else 3
+    return pipeline.TrainData(feeder=feeder, source=source, host_cropped=source.images is None,
+                              channels=channels)
+
+
+pipeline.register_data_kind("image_labelled", _labelled_image_data)
+
+
+class LinearEval(_Classifier):
+    """Linear evaluation: a classifier on the frozen backbone (module docstring)."""
+    data_kind = "image_labelled"
+    frozen = True
+
+
+class FineTune(_Classifier):
+    """End-to-end fine-tuning of the backbone and a classifier (module docstring)."""
+    data_kind = "image_labelled"
+    frozen = False
+
+
+__all__ = ["LinearEval", "FineTune", "ImageClassifier", "HeadPrefix", "classifier_defaults",
+           "classifier_config", "BACKBONE_PATHS", "few_label_source"]
