@@ -27,19 +27,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    from jaxssl import checkpoint, metrics, train
+    from jaxssl import metrics, train
+    from jaxssl.evaluators import build
 
     config = _CONFIG.value
-    setup = train.Setup(config)
-    ckpt = checkpoint.Checkpointer(_WORKDIR.value, async_save=False)
-    step = _STEP.value if _STEP.value is not None else ckpt.latest_step()
-    if step is None:
-        raise SystemExit(f"no checkpoint in {ckpt.directory}; train first or check --workdir")
-    if step not in ckpt.all_steps():
-        raise SystemExit(f"--step={step} is not in {ckpt.directory}; available: {ckpt.all_steps()}")
-    state = ckpt.restore(step, setup.abstract_state)
-    ckpt.close()
-    results = setup.evaluate(state, _WORKDIR.value, final=_BASELINES.value)
+    try:
+        step, results = build.evaluate_checkpoint(config, _WORKDIR.value, _STEP.value,
+                                                  baselines=_BASELINES.value)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     out = os.path.join(_WORKDIR.value, f"eval_results_step{step}.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=2)

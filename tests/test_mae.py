@@ -42,7 +42,11 @@ def tiny_digits_config(num_devices: int = 1, batch: int = 16) -> ml_collections.
 
 
 def make_method(config):
-    return train.Setup(config).method
+    from jaxssl.data import pipeline
+    from jaxssl.methods.mae import MAE
+    MAE.validate_config(config)
+    mesh = sharding_lib.make_mesh(config.mesh.num_devices or None)
+    return MAE(config, mesh, pipeline.build_train_data(config, mesh, MAE), total_steps=1)
 
 
 # ----------------------------------------------------------------------------- masking

@@ -62,5 +62,28 @@ def run_evaluators(evaluators, state, workdir: str, final: bool) -> dict:
     return results
 
 
-__all__ = ["build_evaluators", "run_evaluators", "evaluator_names", "check_names",
+def evaluate_checkpoint(config, workdir: str, step: int | None = None,
+                        baselines: bool = False) -> tuple[int, dict]:
+    """``(step, results)`` of the config's evaluators on a run's checkpoint (``scripts/evaluate.py``).
+
+    Restores ``WORKDIR/checkpoints/<step>`` (default: the latest) into the current mesh and
+    runs the evaluators the trainer would (``final=baselines`` adds the baselines).
+    """
+    from jaxssl import checkpoint, train
+    setup = train.Setup(config)
+    ckpt = checkpoint.Checkpointer(workdir, async_save=False)
+    try:
+        step = step if step is not None else ckpt.latest_step()
+        if step is None:
+            raise ValueError(f"no checkpoint in {ckpt.directory}; train first or check --workdir")
+        if step not in ckpt.all_steps():
+            raise ValueError(f"--step={step} is not in {ckpt.directory}; available: "
+                             f"{ckpt.all_steps()}")
+        state = ckpt.restore(step, setup.abstract_state)
+    finally:
+        ckpt.close()
+    return step, setup.evaluate(state, workdir, final=baselines)
+
+
+__all__ = ["build_evaluators", "run_evaluators", "evaluate_checkpoint", "evaluator_names", "check_names",
            "KNOWN_EVALUATORS"]

@@ -70,7 +70,7 @@ class ClassificationEvaluator:
         if final and "majority_class" in baselines:
             results["majority_class"] = {metric: self.majority_accuracy()}
         if final and "random_init" in baselines and c.train.init_from:
-            results["random_init"] = self.random_init_baseline(workdir)[metric]
+            results["random_init"] = self.random_init_baseline(workdir)
         return results
 
     def majority_accuracy(self) -> float:
