@@ -44,7 +44,7 @@ and topics a future Python adds, are not used).
   :data:`PYDOC_PAGES` order) train 280 / 95 / 95 / 190 / 190 / 80, test 79 / 31 / 38 / 61 /
   74 / 18; the majority class (datamodel) scores 0.262 on test, a bag-of-words logistic
   regression (scikit-learn defaults) 0.738. Paragraphs have median 26 words; at T = 128 with
-  the ``bert_pydoc`` vocabulary few are truncated.
+  the ``bert_pydoc`` vocabulary 7% are truncated.
 
 ``glue/<task>`` (tensorflow-datasets, prepared in ``data_cfg.data_dir``; nothing is downloaded
 here): cola, sst2 (single text); mrpc, qqp, mnli, mnli_matched, mnli_mismatched, qnli, rte,
@@ -144,7 +144,9 @@ def eval_split(name: str) -> str:
 
 
 def _fail(field: str, value, fix: str):
-    raise ValueError(f"config field {field}={value!r} is invalid: {fix}")
+    """Raise the error of a bad config field (``data.*``) or argument (``split``)."""
+    kind = "config field " if field.startswith("data.") else "argument "
+    raise ValueError(f"{kind}{field}={value!r} is invalid: {fix}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
