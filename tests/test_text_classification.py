@@ -54,7 +54,8 @@ def shapes(tree):
 def test_bert_subtree_is_the_mlm_models_and_head_is_new():
     config = tiny()
     ids, seg, att = inputs()
-    mlm = BertForMLM(config).init(jax.random.key(0), ids, seg, att, jnp.zeros((2, 3), jnp.int32))
+    mlm = jax.jit(BertForMLM(config).init)(jax.random.key(0), ids, seg, att,
+                                           jnp.zeros((2, 3), jnp.int32))
     params = classifier_params(config)
     assert set(params) == {"bert", "pooler", "classifier"}
     assert jax.tree.structure(params["bert"]) == jax.tree.structure(mlm["params"]["bert"])
@@ -75,11 +76,13 @@ def test_logits_are_the_reference_head_on_a_loaded_mlm_encoder():
     ``(tanh(h_cls W_p + b_p)) W_c + b_c`` with h from the encoder alone (numpy reference)."""
     config = tiny()
     ids, seg, att = inputs(batch=3, num_real=(12, 7, 3))
-    mlm = BertForMLM(config).init(jax.random.key(7), ids, seg, att, jnp.zeros((3, 2), jnp.int32))
+    mlm = jax.jit(BertForMLM(config).init)(jax.random.key(7), ids, seg, att,
+                                           jnp.zeros((3, 2), jnp.int32))
     params = dict(classifier_params(config), bert=mlm["params"]["bert"])
     logits = apply_fn(config)({"params": params}, ids, seg, att, train=False)
     assert logits.shape == (3, C) and logits.dtype == jnp.float32
-    hidden = np.asarray(BertEncoder(config).apply({"params": mlm["params"]["bert"]}, ids, seg, att))
+    encoder = jax.jit(BertEncoder(config).apply)
+    hidden = np.asarray(encoder({"params": mlm["params"]["bert"]}, ids, seg, att))
     pooler, head = params["pooler"]["dense"], params["classifier"]
     pooled = np.tanh(hidden[:, 0] @ np.asarray(pooler["kernel"]) + np.asarray(pooler["bias"]))
     expected = pooled @ np.asarray(head["kernel"]) + np.asarray(head["bias"])

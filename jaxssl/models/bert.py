@@ -343,10 +343,13 @@ class BertForSequenceClassification(nn.Module):
     Parameter tree: ``bert/...`` is exactly :class:`BertForMLM`'s ``bert`` subtree, so a masked-
     language checkpoint's ``params['bert']`` loads unchanged; ``pooler/dense`` and ``classifier``
     are new. The pooler sits beside ``bert`` (google-research/bert and Hugging Face both nest it
-    as ``bert/pooler/dense``: move it there on export; TF BERT also stores the classifier kernel
-    transposed, as ``output_weights [num_classes, H]``). BERT pre-trains the pooler with next-sentence prediction; masked-language
-    pretraining here has no NSP, so the pooler starts from its random initialisation, like the
-    classifier (as in RoBERTa, whose classification head is also new at fine-tuning).
+    as ``bert/pooler/dense``: move it there on export; TF BERT also stores the classifier
+    kernel transposed, as ``output_weights [num_classes, H]``).
+
+    Pooler initialisation: BERT pre-trains the pooler with next-sentence prediction; masked-
+    language pretraining here has no NSP, so the pooler starts from its random initialisation
+    (trunc-normal(0.02), zero bias), like the classifier. (RoBERTa, also without NSP, likewise
+    fine-tunes a freshly initialised dense + tanh + linear head on its first token.)
     """
     config: BertConfig
     num_classes: int
