@@ -362,6 +362,22 @@ def test_glue_sst2_and_mnli_under_mock_data(tok, tmp_path):
             np.testing.assert_array_equal(getattr(m, k), ref[k])
 
 
+def test_every_glue_task_loads_its_fields_under_mock_data(tok, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    names = {"cola": 2, "sst2": 2, "mrpc": 2, "qqp": 2, "mnli": 3, "mnli_matched": 3,
+             "mnli_mismatched": 3, "qnli": 2, "rte": 2, "wnli": 2}       # tfds glue.py classes
+    assert set(names) == set(tc.GLUE_TASKS)
+    with tfds.testing.mock_data(num_examples=3):
+        for task, num_classes in names.items():
+            fields, splits = tc.GLUE_TASKS[task]
+            split = tc.eval_split("glue/" + task)
+            assert split in splits and not split.startswith("test")
+            s = tc.load_classification_split(cfg(name="glue/" + task, seq_len=16,
+                                                 data_dir=str(tmp_path)), split, tok)
+            assert s.ids.shape == (3, 16) and s.num_classes == num_classes, task
+            assert (s.text_b is None) == (len(fields) == 1), task
+
+
 def _fixed_glue_dataset(premises, hypotheses, labels):
     import tensorflow as tf
 
