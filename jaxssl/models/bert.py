@@ -315,3 +315,68 @@ class BertForMLM(nn.Module):
             hidden = jnp.take_along_axis(hidden, masked_positions[..., None].astype(jnp.int32),
                                          axis=1)                              # [B, P, H]
         return self.cls(hidden, self.bert.embeddings.word_embeddings)
+
+
+class BertPooler(nn.Module):
+    """BERT's pooler: ``tanh(Dense(h[:, 0]))`` on the [CLS] position, ``[B, T, H] -> [B, H]``.
+
+    google-research/bert ``modeling.py`` (``pooler/dense``, trunc-normal(0.02) kernel, zero bias).
+    """
+    config: BertConfig
+
+    def setup(self):
+        self.dense = _dense(self.config, self.config.hidden_size, "dense")
+
+    def __call__(self, hidden):
+        return jnp.tanh(self.dense(hidden[:, 0]))
+
+
+class BertForSequenceClassification(nn.Module):
+    """BERT fine-tuned for sequence (pair) classification, as ``run_classifier.py``::
+
+        logits = W_c Dropout(tanh(W_p h_[CLS] + b_p)) + b_c        # [B, num_classes], float32
+
+    ``h_[CLS]`` is the last layer's output at position 0 of :class:`BertEncoder`; dropout is
+    ``config.hidden_dropout`` (BERT: 0.1, training only); ``W_c`` is trunc-normal(0.02) and
+    ``b_c`` zero, like ``output_weights`` / ``output_bias``.
+
+    Parameter tree: ``bert/...`` is exactly :class:`BertForMLM`'s ``bert`` subtree, so a masked-
+    language checkpoint's ``params['bert']`` loads unchanged; ``pooler/dense`` and ``classifier``
+    are new. The pooler sits beside ``bert`` (google-research/bert and Hugging Face both nest it
+    as ``bert/pooler/dense``: move it there on export; TF BERT also stores the classifier
+    kernel transposed, as ``output_weights [num_classes, H]``).
+
+    Pooler initialisation: BERT pre-trains the pooler with next-sentence prediction; masked-
+    language pretraining here has no NSP, so the pooler starts from its random initialisation
+    (trunc-normal(0.02), zero bias), like the classifier. (RoBERTa, also without NSP, likewise
+    fine-tunes a freshly initialised dense + tanh + linear head on its first token.)
+    """
+    config: BertConfig
+    num_classes: int
+
+    def setup(self):
+        c = self.config
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes={self.num_classes} must be >= 1 (e.g. 2 for SST-2, "
+                             "3 for MNLI)")
+        self.bert = BertEncoder(c, name="bert")
+        self.pooler = BertPooler(c, name="pooler")
+        self.dropout = nn.Dropout(c.hidden_dropout)
+        self.classifier = nn.Dense(self.num_classes, kernel_init=_init(c),
+                                   bias_init=nn.initializers.zeros, dtype=c.dtype,
+                                   param_dtype=jnp.float32, name="classifier")
+
+    def __call__(self, ids, segment_ids, attention_mask, train: bool = False):
+        """Class logits.
+
+        Args:
+          ids, segment_ids: int32 ``[B, T]`` (``[CLS] A [SEP] (B [SEP])``, segment 1 on B);
+          attention_mask: int/bool ``[B, T]`` (1 = real token).
+          train: enables dropout (needs ``rngs={'dropout': key}``).
+
+        Returns:
+          float32 logits ``[B, num_classes]``.
+        """
+        hidden = self.bert(ids, segment_ids, attention_mask, train)          # [B, T, H]
+        pooled = self.dropout(self.pooler(hidden), deterministic=not train)   # [B, H]
+        return self.classifier(pooled).astype(jnp.float32)
