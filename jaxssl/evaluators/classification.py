@@ -87,6 +87,11 @@ class ClassificationEvaluator:
         config.train.init_from = None
         config.classifier.baselines = ()
         config.train.eval_every_steps = 0
+        overrides = self.method.baseline_overrides() if hasattr(self.method, "baseline_overrides") \
+            else {}
+        for key, value in overrides.items():  # e.g. a text run keeps its vocabulary
+            section, field = key.split(".")
+            config[section][field] = value
         base_dir = os.path.join(workdir, "baselines", "random_init")
         print(f"baseline: the same recipe from random initialisation in {base_dir}", flush=True)
         return train.run(config, base_dir, allow_config_change=True)["random_init"]
