@@ -243,3 +243,179 @@ def test_gap_fc_norm_is_mae_global_pool():
     pre = np.asarray(cls_model.apply(cls_vars, tokens, method="run_blocks"), np.float64)
     norm = jax.tree.map(lambda a: np.asarray(a, np.float64), cls_vars["params"]["norm"])
     np.testing.assert_allclose(encoded, np_layer_norm(pre, norm), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- mixup / cutmix
+
+from jaxssl.augment.mixup import (draw_mix, mix_with_draws, mixup_cutmix,  # noqa: E402
+                                  soft_target_cross_entropy)
+
+
+class TimmMixupBatch:
+    """timm 0.3.2 ``Mixup`` in 'batch' mode with numpy's RNG calls replaced by given draws
+    (``rand``: the U[0, 1) calls in order, ``beta``: per alpha, ``randint``: cy, cx)."""
+
+    def __init__(self, draws, mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5,
+                 correct_lam=True, label_smoothing=0.1, num_classes=10):
+        self.d = draws
+        self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
+        self.mix_prob, self.switch_prob = prob, switch_prob
+        self.correct_lam, self.label_smoothing = correct_lam, label_smoothing
+        self.num_classes = num_classes
+
+    def rand_bbox(self, img_shape, lam):
+        ratio = np.sqrt(1 - lam)
+        img_h, img_w = img_shape[-2:]
+        cut_h, cut_w = int(img_h * ratio), int(img_w * ratio)
+        cy, cx = int(self.d.cy), int(self.d.cx)   # np.random.randint(0, img_h) / (0, img_w)
+        yl = np.clip(cy - cut_h // 2, 0, img_h)
+        yh = np.clip(cy + cut_h // 2, 0, img_h)
+        xl = np.clip(cx - cut_w // 2, 0, img_w)
+        xh = np.clip(cx + cut_w // 2, 0, img_w)
+        return yl, yh, xl, xh
+
+    def cutmix_bbox_and_lam(self, img_shape, lam):
+        yl, yu, xl, xu = self.rand_bbox(img_shape, lam)
+        if self.correct_lam:
+            bbox_area = (yu - yl) * (xu - xl)
+            lam = 1. - bbox_area / float(img_shape[-2] * img_shape[-1])
+        return (yl, yu, xl, xu), lam
+
+    def _params_per_batch(self):
+        lam = 1.
+        use_cutmix = False
+        if float(self.d.apply) < self.mix_prob:
+            if self.mixup_alpha > 0. and self.cutmix_alpha > 0.:
+                use_cutmix = float(self.d.use_cutmix) < self.switch_prob
+                lam_mix = float(self.d.lam_cutmix) if use_cutmix else float(self.d.lam_mixup)
+            elif self.mixup_alpha > 0.:
+                lam_mix = float(self.d.lam_mixup)
+            else:
+                use_cutmix = True
+                lam_mix = float(self.d.lam_cutmix)
+            lam = float(lam_mix)
+        return lam, use_cutmix
+
+    def _mix_batch(self, x):
+        lam, use_cutmix = self._params_per_batch()
+        if lam == 1.:
+            return 1.
+        if use_cutmix:
+            (yl, yh, xl, xh), lam = self.cutmix_bbox_and_lam(x.shape, lam)
+            x[:, :, yl:yh, xl:xh] = x[::-1][:, :, yl:yh, xl:xh]
+        else:
+            x_flipped = x[::-1] * (1. - lam)
+            x *= lam
+            x += x_flipped
+        return lam
+
+    def __call__(self, x, target):   # x: [B, C, H, W] float32, modified in place as timm
+        lam = self._mix_batch(x)
+        off_value = self.label_smoothing / self.num_classes
+        on_value = 1. - self.label_smoothing + off_value
+        y1 = np.full((len(target), self.num_classes), off_value)
+        y1[np.arange(len(target)), target] = on_value
+        y2 = y1[::-1]
+        return x, y1 * lam + y2 * (1. - lam), lam
+
+
+def mix_batch(batch=6, size=(7, 9), channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(size=(batch, *size, channels)).astype(np.float32)
+    images += np.arange(batch, dtype=np.float32)[:, None, None, None]  # rows differ everywhere
+    labels = rng.integers(0, 10, size=batch)
+    return images, labels
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(mixup_alpha=0.0), dict(cutmix_alpha=0.0),
+                                dict(prob=0.5, correct_lam=False, label_smoothing=0.0)])
+def test_mixup_cutmix_matches_timm_mix_batch_with_the_same_draws(kw):
+    images, labels = mix_batch()
+    fn = jax.jit(lambda d: mix_with_draws(images, labels, d, num_classes=10, **kw))
+    kinds = set()
+    for seed in range(24):
+        draws = draw_mix(jax.random.key(seed), 7, 9,
+                         mixup_alpha=kw.get("mixup_alpha", 0.8),
+                         cutmix_alpha=kw.get("cutmix_alpha", 1.0))
+        out, targets, _ = fn(draws)
+        ref = TimmMixupBatch(draws, num_classes=10, **kw)
+        x = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).copy()
+        x_ref, t_ref, lam = ref(x, labels)
+        np.testing.assert_allclose(out, x_ref.transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(targets, t_ref, rtol=1e-6, atol=1e-7)
+        _, use_cutmix = ref._params_per_batch()
+        kinds.add("none" if float(draws.apply) >= kw.get("prob", 1.0) else
+                  "cut" if use_cutmix else "mix")
+    expected = {"mixup_alpha": {"cut"}, "cutmix_alpha": {"mix"}}
+    for name, allowed in expected.items():
+        if kw.get(name) == 0.0:
+            assert kinds == allowed
+    if not kw:
+        assert kinds == {"cut", "mix"}
+    if kw.get("prob") == 0.5:
+        assert "none" in kinds
+
+
+def test_mixup_cutmix_label_weights_equal_mixed_pixel_areas():
+    """Each target row is a * smooth(y) + (1 - a) * smooth(y[::-1]) where a is the share of
+    the image that comes from itself (cutmix: pixels counted; mixup: the blend weight)."""
+    images, labels = mix_batch(batch=4, size=(16, 12))
+    flipped = images[::-1]
+    smooth = np.full((4, 10), 0.01)
+    smooth[np.arange(4), labels] = 0.91
+    fn = jax.jit(lambda k: mixup_cutmix(k, images, labels, num_classes=10))
+    seen = {"cut": 0, "mix": 0, "clipped": 0}
+    for seed in range(40):
+        out, targets = map(np.asarray, fn(jax.random.key(seed)))
+        np.testing.assert_allclose(targets.sum(1), 1.0, rtol=1e-6)
+        from_flip = np.all(out == flipped, axis=-1)
+        from_self = np.all(out == images, axis=-1)
+        if np.all(from_flip | from_self):                          # cutmix
+            seen["cut"] += 1
+            share = from_self.mean(axis=(1, 2))                    # [B], equal for all rows
+            assert np.all(share == share[0])
+            box = np.argwhere(from_flip[0])
+            if len(box):   # the flipped pixels form one rectangle
+                (y0, x0), (y1, x1) = box.min(0), box.max(0)
+                assert from_flip[0, y0:y1 + 1, x0:x1 + 1].all()
+                assert (y1 - y0 + 1) * (x1 - x0 + 1) == from_flip[0].sum()
+                seen["clipped"] += int(y0 == 0 or x0 == 0 or y1 == 15 or x1 == 11)
+            a = share[0]
+        else:                                                      # mixup
+            seen["mix"] += 1
+            weights = (out - flipped) / (images - flipped)
+            a = weights.mean()
+            np.testing.assert_allclose(weights, a, atol=2e-5)
+        np.testing.assert_allclose(targets, a * smooth + (1 - a) * smooth[::-1], atol=2e-6)
+    assert seen["cut"] >= 8 and seen["mix"] >= 8 and seen["clipped"] >= 1
+
+
+def test_mixup_cutmix_draw_statistics():
+    """switch_prob 0.5; lam ~ Beta(0.8, 0.8) (mean 0.5, var 1/(4 * 2.6)) for mixup."""
+    draws = jax.vmap(lambda k: draw_mix(k, 224, 224, mixup_alpha=0.8, cutmix_alpha=1.0))(
+        jax.random.split(jax.random.key(7), 20000))
+    cut = np.asarray(draws.use_cutmix) < 0.5
+    assert abs(cut.mean() - 0.5) < 0.02
+    lam = np.asarray(draws.lam_mixup)
+    assert abs(lam.mean() - 0.5) < 0.01 and abs(lam.var() - 1 / (4 * 2.6)) < 0.005
+    lam_c = np.asarray(draws.lam_cutmix)   # Beta(1, 1) = U[0, 1]
+    assert abs(lam_c.mean() - 0.5) < 0.01 and abs(lam_c.var() - 1 / 12) < 0.004
+    cy = np.asarray(draws.cy)
+    assert cy.min() == 0 and cy.max() == 223
+
+
+def test_mixup_cutmix_rejects_odd_batches():
+    images, labels = mix_batch(batch=5)
+    with pytest.raises(ValueError, match="even batch"):
+        mixup_cutmix(jax.random.key(0), images, labels, num_classes=10)
+
+
+def test_soft_target_cross_entropy_is_timm_formula():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(5, 7)).astype(np.float32)
+    targets = rng.dirichlet(np.ones(7), size=5)
+    z = logits.astype(np.float64)
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    expected = np.mean(np.sum(-targets * logp, axis=-1))
+    np.testing.assert_allclose(soft_target_cross_entropy(logits, targets), expected, rtol=1e-5)
