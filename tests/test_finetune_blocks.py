@@ -419,3 +419,90 @@ def test_soft_target_cross_entropy_is_timm_formula():
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
     expected = np.mean(np.sum(-targets * logp, axis=-1))
     np.testing.assert_allclose(soft_target_cross_entropy(logits, targets), expected, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- random erasing
+
+from jaxssl.augment.erasing import (draw_erase, erase_with_draws, random_erase,  # noqa: E402
+                                    random_erasing)
+
+
+def timm_erase(img, d, probability=0.25, min_count=1, max_count=1):
+    """timm 0.3.2 ``RandomErasing._erase`` on [C, H, W] with ``random.*`` replaced by ``d``."""
+    chan, img_h, img_w = img.shape
+    if float(d.apply) > probability:
+        return img
+    area = img_h * img_w
+    count = min_count if min_count == max_count else int(d.count)
+    for j in range(count):
+        for attempt in range(10):
+            target_area = float(d.area[j, attempt]) * area / count
+            aspect_ratio = math.exp(float(d.log_aspect[j, attempt]))
+            h = int(round(math.sqrt(target_area * aspect_ratio)))
+            w = int(round(math.sqrt(target_area / aspect_ratio)))
+            if w < img_w and h < img_h:
+                top = int(float(d.top[j]) * (img_h - h + 1))     # random.randint(0, img_h - h)
+                left = int(float(d.left[j]) * (img_w - w + 1))
+                img[:, top:top + h, left:left + w] = np.asarray(d.values[j]).transpose(
+                    2, 0, 1)[:, top:top + h, left:left + w]
+                break
+    return img
+
+
+@pytest.mark.parametrize("max_count", [1, 3])
+def test_random_erase_matches_timm_erase_with_the_same_draws(max_count):
+    image = np.random.default_rng(0).normal(size=(12, 10, 3)).astype(np.float32)
+    fn = jax.jit(lambda d: erase_with_draws(image, d, probability=0.6)[0])
+    erased = 0
+    for seed in range(30):
+        d = draw_erase(jax.random.key(seed), image.shape, max_count=max_count, min_area=0.1,
+                       max_area=0.9)   # large areas: some tries fail, as at the max_area edge
+        expected = timm_erase(image.transpose(2, 0, 1).copy(), d, probability=0.6,
+                              max_count=max_count).transpose(1, 2, 0)
+        np.testing.assert_array_equal(fn(d), expected)
+        erased += int(not np.array_equal(expected, image))
+    assert 8 <= erased <= 26
+
+
+def test_random_erasing_area_aspect_probability_and_values():
+    """MAE's RandomErasing(0.25, mode='pixel'): box area in [0.02, 1/3] of the image (up to
+    the rounding of h and w), aspect log-uniform in [0.3, 1/0.3], values N(0, 1)."""
+    n, size = 2000, 64
+    images = jnp.full((n, size, size, 3), 7.0)
+    out = np.asarray(jax.jit(random_erasing)(jax.random.key(3), images))
+    erased = np.any(out != 7.0, axis=-1)                                     # [n, H, W]
+    hit = erased.any(axis=(1, 2))
+    assert abs(hit.mean() - 0.25) < 0.04                                     # binomial 4 sd
+    fractions, log_aspects, values = [], [], []
+    for mask, img in zip(erased[hit], out[hit]):
+        ys, xs = np.nonzero(mask)
+        h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        assert mask.sum() == h * w                                           # one rectangle
+        fractions.append(h * w / size ** 2)
+        log_aspects.append(math.log(h / w))
+        values.append(img[mask])
+    fractions = np.asarray(fractions)
+    # h, w are rounded: (sqrt(A r) +- 1/2)(sqrt(A / r) +- 1/2) around A in [0.02, 1/3]
+    assert fractions.min() >= 0.02 * 0.75 and fractions.max() <= 1 / 3 * 1.1
+    assert fractions.mean() == pytest.approx((0.02 + 1 / 3) / 2, abs=0.015)
+    log_aspects = np.asarray(log_aspects)
+    bound = math.log(1 / 0.3)
+    assert np.all(np.abs(log_aspects) <= bound + 0.15)
+    assert abs(log_aspects.mean()) < 0.12 and np.std(log_aspects) > 0.5
+    values_per_image = values
+    values = np.concatenate(values)
+    assert abs(values.mean()) < 0.01 and abs(values.std() - 1) < 0.01
+    # one key per image: the noise differs between images
+    assert len({float(v[0]) for v in values_per_image}) == hit.sum()
+
+
+def test_random_erase_modes_and_errors():
+    image = jnp.full((20, 20, 3), 5.0)
+    rand = np.asarray(random_erase(jax.random.key(1), image, probability=1.0, mode="rand"))
+    box = np.any(rand != 5.0, axis=-1)
+    assert box.any() and np.all(rand[box] == rand[box][0])    # one colour per channel
+    const = np.asarray(random_erase(jax.random.key(1), image, probability=1.0, mode="const"))
+    assert np.all(const[np.any(const != 5.0, axis=-1)] == 0)
+    assert np.array_equal(random_erase(jax.random.key(1), image, probability=0.0), image)
+    with pytest.raises(ValueError, match="mode='noise'"):
+        random_erase(jax.random.key(1), image, mode="noise")
