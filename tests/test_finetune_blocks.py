@@ -493,7 +493,7 @@ def test_random_erasing_area_aspect_probability_and_values():
     values = np.concatenate(values)
     assert abs(values.mean()) < 0.01 and abs(values.std() - 1) < 0.01
     # one key per image: the noise differs between images
-    assert len({float(v[0]) for v in values_per_image}) == hit.sum()
+    assert len({float(v[0, 0]) for v in values_per_image}) == hit.sum()
 
 
 def test_random_erase_modes_and_errors():
