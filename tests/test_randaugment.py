@@ -6,6 +6,7 @@ they are thin PIL calls) run by the installed Pillow on uint8 images; ours run o
 ``jaxssl/augment/randaugment.py``: PIL truncates after each op and rounds intermediate grey
 images, this module does not.
 """
+import functools
 import math
 
 import jax
@@ -87,10 +88,14 @@ def sample_images():
     return [noise, smooth, low]
 
 
+@functools.lru_cache(maxsize=None)
+def jitted_op(name, interpolation):
+    return jax.jit(lambda x, lv, ng: ra.apply_op(x, name, lv, ng, jnp.asarray(FILL) / 255.0,
+                                                 interpolation))
+
+
 def ours(name, u8, level, negate, interpolation="bicubic"):
-    fn = jax.jit(lambda x, lv, ng: ra.apply_op(x, name, lv, ng, jnp.asarray(FILL) / 255.0,
-                                               interpolation))
-    out = fn(jnp.asarray(u8, jnp.float32) / 255.0, jnp.float32(level), jnp.bool_(negate))
+    out = jitted_op(name, interpolation)(jnp.asarray(u8, jnp.float32) / 255.0, jnp.float32(level), jnp.bool_(negate))
     return np.asarray(out, np.float64) * 255.0
 
 
@@ -137,14 +142,14 @@ def test_float_ops_match_pil_within_truncation(name):
 def test_geometric_ops_match_pil_affine(name, interpolation, resample):
     """Same sampling points, filter and fill as PIL; PIL truncates to uint8. A pixel whose
     source point lies within float32 rounding of the image border may take the fill in one
-    and a value in the other: at most 1% of the pixels."""
+    and a value in the other: allowed for at most 0.5% of the pixels (none seen here)."""
     for u8 in sample_images():
         for level, negate in [(9.0, False), (9.0, True), (5.5, False)]:
             expected = np.asarray(timm_op(name, Image.fromarray(u8), level, negate, resample),
                                   np.float64)
             diff = ours(name, u8, level, negate, interpolation) - expected
             bad = (diff < TRUNCATED[0]) | (diff >= TRUNCATED[1])
-            assert bad.mean() <= 0.01, (name, level, negate, bad.mean(), np.abs(diff).max())
+            assert bad.mean() <= 0.005, (name, level, negate, bad.mean(), np.abs(diff).max())
             filled = np.all(expected == FILL, axis=-1)
             assert filled.any() if name != "TranslateYRel" or level > 0 else True
 
@@ -175,18 +180,19 @@ def timm_rand_augment(img, draws, cfg, resample=BICUBIC):
 
 def test_rand_augment_composition_matches_timm_with_the_same_draws():
     """Two ops in sequence; PIL re-quantises between them, so a threshold op (equalize,
-    posterize, solarize) after a float op may flip some pixels: bounded mean error."""
+    posterize, solarize) after a float op may move some pixels: mean |error| in levels."""
     cfg = ra.parse_rand_augment("rand-m9-mstd0.5-inc1")
     fn = jax.jit(lambda x, d: ra.rand_augment_with_draws(x, d, cfg))
-    u8 = sample_images()[1]
     errors = []
-    for seed in range(40):
-        draws = ra.draw_rand_augment(jax.random.key(seed), cfg)
-        expected = np.asarray(timm_rand_augment(Image.fromarray(u8), draws, cfg), np.float64)
-        got = np.asarray(fn(jnp.asarray(u8, jnp.float32) / 255.0, draws), np.float64) * 255
-        errors.append(np.abs(got - expected).mean())
-    errors = np.asarray(errors)
-    assert np.median(errors) < 0.6 and np.mean(errors < 2.0) >= 0.9, errors
+    for u8 in sample_images()[:2]:                   # noise and smooth gradients
+        for seed in range(40):
+            draws = ra.draw_rand_augment(jax.random.key(seed), cfg)
+            expected = np.asarray(timm_rand_augment(Image.fromarray(u8), draws, cfg),
+                                  np.float64)
+            got = np.asarray(fn(jnp.asarray(u8, jnp.float32) / 255.0, draws), np.float64)
+            errors.append(np.abs(got * 255 - expected).mean())
+    errors = np.asarray(errors)    # observed: median 0.02, max 0.9 levels
+    assert np.median(errors) < 0.2 and errors.max() < 1.5, errors
 
 
 def test_parse_rand_augment_is_timm_config_string():
