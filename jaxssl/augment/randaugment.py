@@ -54,7 +54,6 @@ Geometric ops follow PIL's ``Image.transform(AFFINE)`` exactly: output pixel cen
 """
 from __future__ import annotations
 
-import math
 import re
 from typing import NamedTuple, Sequence
 

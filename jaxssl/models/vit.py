@@ -30,8 +30,8 @@ projection xavier-uniform over its flattened [p*p*C, D] kernel, class token N(0,
 
 No dropout. Drop path (stochastic depth, timm ``DropPath``) only if ``drop_path_rate > 0`` and
 ``train=True`` (fine-tuning; MoCo v3 and MAE pretrain without it). ``pool='gap_fc_norm'`` is
-MAE's fine-tuning head (``models_vit.py``, ``global_pool=True``). Attention runs through ``jax.nn.dot_product_attention`` (logits
-and softmax in float32 for bfloat16 inputs).
+MAE's fine-tuning head (``models_vit.py``, ``global_pool=True``). Attention runs through
+``jax.nn.dot_product_attention`` (logits and softmax in float32 for bfloat16 inputs).
 """
 from __future__ import annotations
 
