@@ -85,7 +85,11 @@ def sample_images():
     yy, xx = np.mgrid[0:20, 0:26]
     smooth = np.stack([xx * 9, yy * 12, (xx + yy) * 5 + 30], -1).clip(0, 255).astype(np.uint8)
     low = (rng.integers(40, 90, size=(20, 26, 3))).astype(np.uint8)   # narrow range
-    return [noise, smooth, low]
+    # constant channel (autocontrast / equalize identity), a channel with two levels and a
+    # handful of pixels at one of them (equalize's step == 0), one random channel
+    flat = np.stack([np.full((20, 26), 77), np.where(rng.uniform(size=(20, 26)) < 0.01, 30,
+                                                     200), rng.integers(0, 256, (20, 26))], -1)
+    return [noise, smooth, low, flat.astype(np.uint8)]
 
 
 @functools.lru_cache(maxsize=None)
@@ -238,3 +242,20 @@ def test_rand_augment_batch_per_example_keys_and_range():
     assert len({out[i].tobytes() for i in range(8)}) >= 6   # different draws per image
     with pytest.raises(ValueError, match="fill"):
         ra.rand_augment(jax.random.key(0), images[..., :1])
+
+
+def test_random_interpolation_picks_bicubic_or_bilinear_per_op():
+    """interpolation='random' (timm without an interpolation hparam): each op's draw picks."""
+    cfg = ra.parse_rand_augment("rand-m9-inc1")
+    u8 = sample_images()[0]
+    x = jnp.asarray(u8, jnp.float32) / 255.0
+    shear = cfg.ops.index("ShearX")
+    base = ra.draw_rand_augment(jax.random.key(0), cfg)
+    one = lambda v: jnp.asarray([v, v])
+    for bicubic, resample in [(True, BICUBIC), (False, BILINEAR)]:
+        draws = base._replace(op=one(shear), apply=jnp.asarray([True, False]),
+                              level=one(9.0), negate=one(False), bicubic=one(bicubic))
+        got = ra.rand_augment_with_draws(x, draws, cfg, interpolation="random")
+        expected = np.asarray(timm_op("ShearX", Image.fromarray(u8), 9.0, False, resample))
+        diff = np.asarray(got, np.float64) * 255 - expected
+        assert diff.min() >= TRUNCATED[0] and diff.max() < TRUNCATED[1]
