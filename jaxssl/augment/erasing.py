@@ -1,7 +1,8 @@
 """Random erasing (Zhong et al. 2020) on normalised images, timm ``RandomErasing``.
 
-timm 0.3.2 ``timm/data/random_erasing.py`` ``_erase``, per image (MAE fine-tuning:
-``RandomErasing(0.25, mode='pixel', max_count=1)`` after normalisation):
+timm 0.3.2 (pytorch-image-models 6504a42) ``timm/data/random_erasing.py`` ``_erase``, per
+image (MAE fine-tuning: ``RandomErasing(0.25, mode='pixel', max_count=1)`` after
+normalisation):
 
   * with probability ``probability`` the image gets ``count`` boxes (``count`` uniform in
     ``[min_count, max_count]``), else it is returned unchanged;

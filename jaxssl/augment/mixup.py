@@ -1,7 +1,8 @@
 """Mixup / CutMix of a batch with its reverse, and the soft-target loss (timm ``Mixup``).
 
-timm 0.3.2 ``timm/data/mixup.py`` ``Mixup(mode='batch')`` as MAE fine-tuning uses it (mixup
-alpha 0.8, cutmix alpha 1.0, prob 1.0, switch prob 0.5, correct_lam, label smoothing 0.1).
+timm 0.3.2 (pytorch-image-models 6504a42) ``timm/data/mixup.py`` ``Mixup(mode='batch')`` as
+MAE fine-tuning uses it (mixup alpha 0.8, cutmix alpha 1.0, prob 1.0, switch prob 0.5,
+correct_lam, label smoothing 0.1).
 One draw per batch (``_params_per_batch``):
 
   * with probability ``prob`` the batch is mixed, else returned as is (lam = 1);

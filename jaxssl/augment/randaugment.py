@@ -1,7 +1,7 @@
 """RandAugment (Cubuk et al. 2020) on device, timm's ``rand_augment_transform``.
 
-timm 0.3.2 ``timm/data/auto_augment.py``, as MAE fine-tuning builds it
-(``create_transform(auto_augment='rand-m9-mstd0.5-inc1', interpolation='bicubic')``, so
+timm 0.3.2 (pytorch-image-models 6504a42) ``timm/data/auto_augment.py``, as MAE fine-tuning
+builds it (``create_transform(auto_augment='rand-m9-mstd0.5-inc1', interpolation='bicubic')``, so
 ``hparams = {translate_const: 100, img_mean: (124, 116, 104), interpolation: BICUBIC}``):
 ``num_layers`` ops per image, each chosen uniformly *with replacement* from the op set and
 applied with probability 0.5 (``AugmentOp``: skipped iff ``random() > prob``); a magnitude
@@ -28,6 +28,9 @@ ShearX / ShearY        +-0.3 v / 10                                    Image.tra
 TranslateXRel / YRel   +-0.45 v / 10 of the width / height              Image.transform AFFINE
 =====================  =============================================  =====================
 
+PosterizeIncreasing reaches 0 bits at level 10 (clipped magnitude): a black image, as Pillow
+8.0's ``posterize`` (Pillow >= 11 raises for 0 bits).
+
 The non-increasing set (``inc0``) swaps in Posterize (int(4 v / 10) bits), Solarize
 (threshold int(256 v / 10)) and Color / Contrast / Brightness / Sharpness with factor
 ``1.8 v / 10 + 0.1``.
@@ -45,12 +48,12 @@ PIL, not truncated to uint8 after each op; on uint8-level inputs they differ fro
   * Contrast: PIL blends with ``int(mean(round(luma)) + 0.5)``, this with the float mean of the
     luma (``|255 (ours - PIL)| < 1 + |1 - factor|``).
 
-Geometric ops follow PIL's ``Image.transform(AFFINE)`` exactly: output pixel centre
-``(x + 0.5, y + 0.5)`` maps to ``(a x' + b y' + c, d x' + e y' + f)``; a source point outside
-``[0, W) x [0, H)`` takes the fill colour; inside, PIL's bicubic (the cubic convolution with
-``a = -1``, PIL ``Geometry.c``) or bilinear filter with edge-clamped taps. ``interpolation=
-'random'`` picks bilinear or bicubic per op with probability 1/2 (timm's default without an
-``interpolation`` hparam); MAE passes 'bicubic'.
+Geometric ops use PIL's ``Image.transform(AFFINE)`` sampling (in float32 coordinates):
+output pixel centre ``(x + 0.5, y + 0.5)`` maps to ``(a x' + b y' + c, d x' + e y' + f)``; a
+source point outside ``[0, W) x [0, H)`` takes the fill colour; inside, PIL's bicubic (cubic
+convolution with ``a = -1``, PIL ``Geometry.c``, unchanged from Pillow 8.0 to 13) or bilinear
+filter with edge-clamped taps. ``interpolation='random'`` picks bilinear or bicubic per op
+with probability 1/2 (timm's default without an ``interpolation`` hparam); MAE passes 'bicubic'.
 """
 from __future__ import annotations
 
