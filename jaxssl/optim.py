@@ -49,7 +49,8 @@ Config fields (``cfg`` is an ``ml_collections.ConfigDict`` or anything with attr
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+import re
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -416,3 +417,90 @@ def _names(cfg: Any, field: str) -> tuple[str, ...]:
         raise ValueError(f"optim.{field}={value!r} must be a tuple of module / parameter names, "
                          f"e.g. ('patch_embed',)")
     return tuple(value)
+
+
+# --------------------------------------------------------------------------- layer-wise lr decay
+
+_VIT_EMBEDDING_NAMES = frozenset({"cls_token", "pos_embed", "patch_embed"})
+_VIT_BLOCK_NAME = re.compile(r"blocks_(\d+)")
+
+
+def _entry_name(entry) -> str:
+    """The dict key / attribute name of one pytree path entry."""
+    return str(getattr(entry, "key", getattr(entry, "name", "")))
+
+
+def _vit_layer_id(path, num_layers: int) -> int:
+    """MAE ``get_layer_id_for_vit`` on a Flax path: the first path element that names a ViT
+    embedding (``cls_token``, ``pos_embed``, ``patch_embed``) gives 0, ``blocks_i`` gives
+    ``i + 1``, no such element gives ``num_layers + 1``."""
+    for name in map(_entry_name, path):
+        if name in _VIT_EMBEDDING_NAMES:
+            return 0
+        match = _VIT_BLOCK_NAME.fullmatch(name)
+        if match:
+            return int(match.group(1)) + 1
+    return num_layers + 1
+
+
+def layerwise_lr_scales(params: Any, decay: float, num_layers: int) -> Any:
+    """Per-parameter learning-rate multipliers of layer-wise lr decay (MAE / BEiT / ELECTRA).
+
+    A pytree shaped like ``params`` (any nesting that contains a jaxssl ``VisionTransformer``)
+    whose leaves are Python floats, by MAE's ``util/lr_decay.py`` (``param_groups_lrd``):
+
+        layer id  = 0           for cls_token, pos_embed, patch_embed/*
+                  = i + 1       for blocks_i/*
+                  = L + 1       for everything else (final norm, fc_norm, head, ...)
+        scale     = decay ** (L + 1 - layer id)
+
+    with ``L = num_layers`` the number of transformer blocks (MAE's ``num_layers`` is
+    ``len(model.blocks) + 1 = L + 1``). The head gets scale 1, the last block ``decay``, the
+    embeddings ``decay ** (L + 1)``. MAE multiplies each parameter group's lr by its scale
+    (``lr * lr_scale`` in ``util/lr_sched.py``), which also scales AdamW's decoupled weight
+    decay; ``scale_by_tree(scales)`` chained after ``optax.adamw`` does the same.
+
+    Raises ValueError if ``params`` has no ``blocks_i`` or a block index ``>= num_layers``.
+    """
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"layer-wise lr decay={decay} must be in (0, 1] (MAE ViT-B: 0.65, "
+                         f"ViT-L: 0.75)")
+    blocks = set()
+    for path, _ in jax.tree_util.tree_leaves_with_path(params):
+        for entry in path:
+            match = _VIT_BLOCK_NAME.fullmatch(_entry_name(entry))
+            if match:
+                blocks.add(int(match.group(1)))
+    if not blocks:
+        raise ValueError(f"layerwise_lr_scales found no 'blocks_<i>' parameters (num_layers="
+                         f"{num_layers}); pass the params of a model that contains a jaxssl "
+                         f"VisionTransformer")
+    if max(blocks) >= num_layers:
+        raise ValueError(f"layerwise_lr_scales: params contain blocks_{max(blocks)} but "
+                         f"num_layers={num_layers}; pass num_layers = the ViT depth")
+    ids = jax.tree_util.tree_map_with_path(lambda path, _: _vit_layer_id(path, num_layers),
+                                           params)
+    return jax.tree.map(lambda i: float(decay) ** (num_layers + 1 - i), ids)
+
+
+class ScaleByTreeState(NamedTuple):
+    """``scale_by_tree`` keeps no state."""
+
+
+def scale_by_tree(scales: Any) -> optax.GradientTransformation:
+    """Multiply each update leaf by the matching leaf of ``scales`` (a pytree shaped like the
+    params, e.g. ``layerwise_lr_scales``). Chain it after the optimizer:
+    ``optax.chain(optax.adamw(lr, ...), scale_by_tree(scales))`` gives each leaf the learning
+    rate ``lr * scale`` (and ``lr * scale * wd`` decoupled weight decay), as torch parameter
+    groups with ``lr = lr * lr_scale`` do."""
+
+    def init_fn(params):
+        del params
+        return ScaleByTreeState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        scaled = jax.tree.map(lambda u, s: u * jnp.asarray(s, u.dtype), updates, scales)
+        return scaled, state
+
+    return optax.GradientTransformation(init_fn, update_fn)

@@ -28,9 +28,10 @@ Initialisation follows MoCo v3's ``vits.py`` (close to MAE's): Dense kernels xav
 projection xavier-uniform over its flattened [p*p*C, D] kernel, class token N(0, 1e-6)
 (MAE uses 0.02), learned positions truncated N(0, 0.02).
 
-No dropout or drop-path: MoCo v3 and MAE pretrain without them; ``train`` is accepted for a
-uniform backbone signature. Attention runs through ``jax.nn.dot_product_attention`` (logits
-and softmax in float32 for bfloat16 inputs).
+No dropout. Drop path (stochastic depth, timm ``DropPath``) only if ``drop_path_rate > 0`` and
+``train=True`` (fine-tuning; MoCo v3 and MAE pretrain without it). ``pool='gap_fc_norm'`` is
+MAE's fine-tuning head (``models_vit.py``, ``global_pool=True``). Attention runs through
+``jax.nn.dot_product_attention`` (logits and softmax in float32 for bfloat16 inputs).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ import numpy as np
 
 from jaxssl.models.remat import remat_block
 
-POOLS = ("cls", "gap")
+POOLS = ("cls", "gap", "gap_fc_norm")
 POSEMBS = ("sincos2d", "learned")
 LN_EPSILON = 1e-6
 
@@ -118,19 +119,38 @@ class MlpBlock(nn.Module):
         return dense(x.shape[-1], "fc2")(y)
 
 
+def drop_path(x, rate: float, rng):
+    """Stochastic depth per example (timm ``drop_path``): [B, ...] -> same.
+
+    Each example's residual branch is zeroed with probability ``rate`` and the kept ones are
+    scaled by ``1 / (1 - rate)``: ``x / keep * floor(keep + U[0, 1))``, one draw per example.
+    """
+    keep = 1.0 - rate
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    mask = jnp.floor(keep + jax.random.uniform(rng, shape, jnp.float32))
+    return x / jnp.asarray(keep, x.dtype) * mask.astype(x.dtype)
+
+
 class EncoderBlock(nn.Module):
-    """Pre-LN transformer block: x + attn(norm1(x)), then + mlp(norm2(x)). [B, L, D] -> same."""
+    """Pre-LN transformer block: x + attn(norm1(x)), then + mlp(norm2(x)). [B, L, D] -> same.
+
+    ``drop_path`` > 0 drops each residual branch per example when called with ``train=True``
+    (needs a 'dropout' rng), as timm's ``Block``: ``x + drop_path(attn(norm1(x)))``.
+    """
 
     num_heads: int
     mlp_dim: int
     dtype: Any = jnp.float32
+    drop_path: float = 0.0
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, train: bool = False):
         norm = lambda name: nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype,
                                          param_dtype=jnp.float32, name=name)
-        x = x + SelfAttention(self.num_heads, self.dtype, name="attn")(norm("norm1")(x))
-        return x + MlpBlock(self.mlp_dim, self.dtype, name="mlp")(norm("norm2")(x))
+        branch = lambda y: (drop_path(y, self.drop_path, self.make_rng("dropout"))
+                            if train and self.drop_path > 0 else y)
+        x = x + branch(SelfAttention(self.num_heads, self.dtype, name="attn")(norm("norm1")(x)))
+        return x + branch(MlpBlock(self.mlp_dim, self.dtype, name="mlp")(norm("norm2")(x)))
 
 
 class VisionTransformer(nn.Module):
@@ -140,8 +160,11 @@ class VisionTransformer(nn.Module):
       patch_size: side of the square patches (16 for 224 px, 4 for 32 px, 2 for digits).
       hidden_dim, depth, num_heads: width D, number of blocks, attention heads.
       mlp_dim: MLP hidden width (None: 4 * hidden_dim).
-      pool: 'cls' (the class token's output) or 'gap' (mean of the patch tokens' outputs
-        after the final norm, as timm's ``global_pool='avg'``).
+      pool: 'cls' (the class token's output), 'gap' (mean of the patch tokens' outputs
+        after the final norm, as timm's ``global_pool='avg'``) or 'gap_fc_norm' (MAE
+        fine-tuning, ``models_vit.py`` ``global_pool=True``: mean of the last block's patch
+        tokens, class token excluded, then a new LayerNorm ``fc_norm`` (eps 1e-6); the final
+        ``norm`` is not used and has no parameters).
       posemb: 'sincos2d' (fixed) or 'learned'.
       freeze_patch_embed: MoCo v3's "stop-grad conv1": the patch projection's output goes
         through ``jax.lax.stop_gradient``, so its kernel and bias get exactly zero gradient.
@@ -149,6 +172,9 @@ class VisionTransformer(nn.Module):
         ``requires_grad=False`` does.)
       dtype: compute dtype; params stay float32.
       remat: rematerialisation of each block, 'none' | 'full' | 'dots' (models/remat.py).
+      drop_path_rate: stochastic depth; block i drops its residual branches with probability
+        ``drop_path_rate * i / (depth - 1)`` (timm ``torch.linspace(0, rate, depth)``), only
+        with ``train=True`` and a 'dropout' rng. 0 (default): no drop path.
 
     Entry points (MAE encodes only the visible patches):
       ``embed_patches(x)``: [B, H, W, C] -> [B, N, D] patch tokens with positions added.
@@ -167,6 +193,7 @@ class VisionTransformer(nn.Module):
     freeze_patch_embed: bool = False
     dtype: Any = jnp.float32
     remat: str = "none"
+    drop_path_rate: float = 0.0
 
     @property
     def feature_dim(self) -> int:
@@ -186,10 +213,15 @@ class VisionTransformer(nn.Module):
         self.cls_token = self.param("cls_token", nn.initializers.normal(1e-6),
                                     (1, 1, self.hidden_dim), jnp.float32)
         mlp_dim = self.mlp_dim or 4 * self.hidden_dim
-        block_cls = remat_block(EncoderBlock, self.remat)
-        self.blocks = [block_cls(self.num_heads, mlp_dim, self.dtype)
-                       for _ in range(self.depth)]
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"VisionTransformer drop_path_rate={self.drop_path_rate} must be in "
+                             "[0, 1) (MAE fine-tuning ViT-B: 0.1)")
+        block_cls = remat_block(EncoderBlock, self.remat, static_argnums=(2,))
+        self.blocks = [block_cls(self.num_heads, mlp_dim, self.dtype, drop_path=rate)
+                       for rate in drop_path_rates(self.drop_path_rate, self.depth)]
         self.norm = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, param_dtype=jnp.float32)
+        self.fc_norm = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype,
+                                    param_dtype=jnp.float32)
 
     @nn.compact
     def embed_patches(self, x):
@@ -222,7 +254,10 @@ class VisionTransformer(nn.Module):
         Prepends the class token (plus its learned position, if any), runs the blocks and the
         final LayerNorm. Output row 0 is the class token.
         """
-        del train  # no dropout / drop-path in pretraining
+        return self.norm(self.run_blocks(tokens, train))
+
+    def run_blocks(self, tokens, train: bool = False):
+        """tokens: [B, L, D] -> [B, 1 + L, D]: ``encode_tokens`` without the final LayerNorm."""
         cls = self.cls_token
         if self.posemb == "learned":
             if not self.has_variable("params", "pos_embed"):
@@ -233,15 +268,24 @@ class VisionTransformer(nn.Module):
         cls = jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, self.hidden_dim))
         x = jnp.concatenate([cls, jnp.asarray(tokens, self.dtype)], axis=1)
         for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+            x = block(x, train)
+        return x
 
     def __call__(self, x, train: bool = False):
         """x: [B, H, W, C] -> [B, hidden_dim] (class token, or mean of patch tokens)."""
+        if self.pool == "gap_fc_norm":
+            out = self.run_blocks(self.embed_patches(x), train)
+            pooled = jnp.mean(out[:, 1:], axis=1, dtype=jnp.float32).astype(self.dtype)
+            return self.fc_norm(pooled)
         out = self.encode_tokens(self.embed_patches(x), train)
         if self.pool == "cls":
             return out[:, 0]
         return jnp.mean(out[:, 1:], axis=1, dtype=jnp.float32).astype(self.dtype)
+
+
+def drop_path_rates(rate: float, depth: int) -> list[float]:
+    """Block i's drop-path probability, timm's ``torch.linspace(0, rate, depth)``: ``[depth]``."""
+    return [float(r) for r in np.linspace(0.0, rate, depth)]
 
 
 # Fields fixed by each standard size (Dosovitskiy et al. Table 1; Ti and S from DeiT).
@@ -269,4 +313,4 @@ def vit_base(**kwargs) -> VisionTransformer:
 
 __all__ = ["VisionTransformer", "EncoderBlock", "SelfAttention", "MlpBlock",
            "sincos_2d_position_embedding", "vit_tiny", "vit_small", "vit_base", "VIT_SIZES",
-           "qkv_kernel_init", "POOLS", "POSEMBS"]
+           "qkv_kernel_init", "POOLS", "POSEMBS", "drop_path", "drop_path_rates"]
