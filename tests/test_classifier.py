@@ -177,3 +177,23 @@ def test_simclr_semisup_schedule_and_subset():
     assert c.data.name == "imagenet2012_subset/1pct" and c.classifier.from_head_layers == 1
     assert c.train.num_epochs == 60.0
     assert load_preset("simclr_imagenet_semisup", "10pct").train.num_epochs == 30.0
+
+
+@pytest.mark.slow
+def test_finetune_resumes_bit_for_bit_after_sigkill_and_saves_on_sigterm(
+        simclr_pretrained, tmp_path, monkeypatch):
+    """The fault drill of pretraining, on the fine-tuning command line (2 fake devices)."""
+    import os
+    import drill_helpers
+    monkeypatch.setattr(drill_helpers, "CONFIG",
+                        os.path.join(drill_helpers.ROOT, "configs", "simclr_digits_finetune.py"))
+    monkeypatch.setattr(drill_helpers, "TINY", dict(drill_helpers.TINY, init_from=simclr_pretrained,
+                                                    **{"optim.warmup_epochs": 0.0}))
+    cache = str(tmp_path / "cache")
+    os.makedirs(cache)
+    kill_row, term_row = drill_helpers.drill_kill_and_resume(str(tmp_path), cache, seed=3)
+    assert kill_row.facts["final_rc"] == 0, drill_helpers.tail(kill_row.facts["final_log"])
+    assert kill_row.facts["hashes_split"] == kill_row.facts["hashes_ref"]
+    assert {"params", "model_state", "opt_state", "step"} <= set(kill_row.facts["hashes_ref"])
+    assert term_row.facts["rc"] == train.EXIT_PREEMPTED, drill_helpers.tail(term_row.facts["log"])
+    assert kill_row.passed and term_row.passed, (kill_row.figure, term_row.figure)

@@ -62,6 +62,8 @@ BACKBONE_PATHS = {
     "": ((), (), None),  # no pretraining: a supervised run from scratch
 }
 HEADS = ("linear", "bn_linear")
+#: backbone modules a pretraining checkpoint does not have (kept at their initialisation)
+NEW_LEAVES = ("fc_norm",)
 HEAD_INITS = ("zeros", "normal", "trunc_normal")
 
 
@@ -75,6 +77,7 @@ def classifier_defaults() -> dict:
         from_head_layers=0,       # SimCLR ft_proj_selector: keep this many projection layers
         labels_per_class=0,       # 0: every training label; n: a fixed n-per-class subset
         label_smoothing=0.0,
+        drop_path_rate=0.0,       # ViT stochastic depth (MAE ViT-B fine-tuning: 0.1)
         mixup_alpha=0.0,          # timm Mixup (MAE fine-tuning: 0.8)
         cutmix_alpha=0.0,         # (MAE fine-tuning: 1.0)
         mixup_switch_prob=0.5,
@@ -234,6 +237,18 @@ class _Classifier(ImageMethod):
         if k.labels_per_class < 0:
             fail("classifier.labels_per_class", k.labels_per_class,
                  "use 0 (every label) or a positive number of labels per class")
+        if k.layer_decay and not config.model.backbone.startswith("vit"):
+            fail("classifier.layer_decay", k.layer_decay,
+                 "layer-wise lr decay is defined for ViT backbones; use 0 for ResNets")
+        if (k.mixup_alpha > 0 or k.cutmix_alpha > 0) and int(config.train.batch_size) % 2:
+            fail("train.batch_size", config.train.batch_size, "mixup / cutmix mix a batch with "
+                 "its reverse and need an even batch")
+        if k.randaugment:
+            from jaxssl.augment.randaugment import parse_rand_augment
+            try:
+                parse_rand_augment(k.randaugment)
+            except ValueError as err:
+                fail("classifier.randaugment", k.randaugment, str(err))
         if not 0.0 <= k.label_smoothing < 1.0:
             fail("classifier.label_smoothing", k.label_smoothing, "use a value in [0, 1) (MAE: 0.1)")
         if len(tuple(k.pixel_mean)) != len(tuple(k.pixel_std)):
@@ -252,6 +267,13 @@ class _Classifier(ImageMethod):
         k = config.classifier
         self.num_classes = int(data.source.num_classes)
         backbone = build_backbone(config.model)
+        if float(k.drop_path_rate) > 0:
+            if not hasattr(backbone, "drop_path_rate"):
+                raise ValueError(f"config field classifier.drop_path_rate={k.drop_path_rate!r} "
+                                 f"is invalid for model.backbone={config.model.backbone!r}: "
+                                 "stochastic depth is a ViT option; use 0")
+            backbone = backbone.clone(drop_path_rate=float(k.drop_path_rate))
+        self.vit_depth = getattr(backbone, "depth", 0)
         prefix = None
         if k.from_head_layers:
             m = config.model
@@ -286,8 +308,24 @@ class _Classifier(ImageMethod):
         images = batch["image"]
         if images.ndim == 5:  # host-cropped [B, 1, S, S, C]
             images = images[:, 0]
-        key = jax.random.fold_in(rng.step_key(self.config.seed, "augment", step), 0)
-        return aug.augment_batch(rng.example_keys(key, images.shape[0]), images, self.view_cfg)
+        step_key = rng.step_key(self.config.seed, "augment", step)
+        key = jax.random.fold_in(step_key, 0)
+        x = aug.augment_batch(rng.example_keys(key, images.shape[0]), images, self.view_cfg)
+        k = self.config.classifier
+        if k.randaugment:  # timm order: crop, flip, RandAugment, (normalise, erase)
+            from jaxssl.augment.randaugment import rand_augment
+            fill = (124, 116, 104) if self.channels == 3 else (0,)
+            x = rand_augment(jax.random.fold_in(step_key, 1), x, k.randaugment, fill=fill)
+        return x
+
+    def erase(self, x, step):
+        """timm RandomErasing (mode 'pixel') on the normalised view, when configured."""
+        prob = float(self.config.classifier.random_erasing)
+        if prob <= 0:
+            return x
+        from jaxssl.augment.erasing import random_erasing
+        key = jax.random.fold_in(rng.step_key(self.config.seed, "augment", step), 2)
+        return random_erasing(key, x, probability=prob, mode="pixel")
 
     def targets(self, labels, step):
         """``[B, K]`` soft targets: one-hot with label smoothing."""
@@ -296,7 +334,7 @@ class _Classifier(ImageMethod):
         return onehot * (1.0 - eps) + eps / self.num_classes
 
     def loss(self, params, model_state, batch, step):
-        x = self.normalize(self.view(batch, step))
+        x = self.erase(self.normalize(self.view(batch, step)), step)
         targets = self.targets(batch["label"], step)
         x, targets = self.mix(x, targets, step)
         logits, updates = self.model.apply(
@@ -307,9 +345,27 @@ class _Classifier(ImageMethod):
         return loss, ({**model_state, **updates}, {"train_accuracy": acc})
 
     def mix(self, images, targets, step):
-        """Mixup / cutmix of the batch (fine-tuning recipes); identity here."""
-        del step
-        return images, targets
+        """timm Mixup / CutMix of the batch with its reverse (fine-tuning recipes), whose soft
+        targets (label-smoothed) replace ``targets``; identity when both alphas are 0."""
+        k = self.config.classifier
+        if not (k.mixup_alpha > 0 or k.cutmix_alpha > 0):
+            return images, targets
+        from jaxssl.augment.mixup import mixup_cutmix
+        key = jax.random.fold_in(rng.step_key(self.config.seed, "augment", step), 3)
+        labels = jnp.argmax(targets, axis=-1)
+        return mixup_cutmix(key, images, labels, num_classes=self.num_classes,
+                            mixup_alpha=float(k.mixup_alpha), cutmix_alpha=float(k.cutmix_alpha),
+                            switch_prob=float(k.mixup_switch_prob),
+                            label_smoothing=float(k.label_smoothing))
+
+    def lr_scales(self):
+        """Layer-wise lr decay multipliers (``classifier.layer_decay`` > 0, ViT), else None."""
+        decay = float(self.config.classifier.layer_decay)
+        if not decay:
+            return None
+        from jaxssl import optim
+        params, _ = jax.eval_shape(self.init, jax.random.key(0))
+        return optim.layerwise_lr_scales(params, decay, self.vit_depth)
 
     def logits(self, params, model_state, images):
         """Eval-mode logits ``[B, K]`` of eval-preprocessed float images."""
@@ -404,6 +460,8 @@ def _load_subtree(mine, theirs, path: str, where: str):
                    for p, x in jax.tree_util.tree_flatten_with_path(theirs)[0]}
     for name, x in mine_flat.items():
         old = theirs_flat.get(name)
+        if old is None and name.split("/")[0] in NEW_LEAVES:
+            continue  # e.g. MAE's fc_norm: new in fine-tuning, initialised
         if old is None:
             raise checkpoint_lib.CheckpointError(
                 f"train.init_from={path!r}: {where}/{name} is missing from the checkpoint "
@@ -415,7 +473,8 @@ def _load_subtree(mine, theirs, path: str, where: str):
                 f"the checkpoint but {x.dtype}{list(x.shape)} here; the config's model.* "
                 "fields must match the pretraining run's")
     return jax.tree_util.tree_map_with_path(
-        lambda p, x: jax.device_put(theirs_flat[checkpoint_lib.path_str(p)], x.sharding), mine)
+        lambda p, x: jax.device_put(theirs_flat[checkpoint_lib.path_str(p)], x.sharding)
+        if checkpoint_lib.path_str(p) in theirs_flat else x, mine)
 
 
 def build_backbone(model_cfg) -> nn.Module:
