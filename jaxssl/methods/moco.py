@@ -56,7 +56,7 @@ from jaxssl.data import batching
 from jaxssl.methods import momentum as momentum_lib
 from jaxssl.methods import shuffle_bn
 from jaxssl.methods.image import ImageMethod
-from jaxssl.models import heads, registry
+from jaxssl.models import heads, registry, resnet
 from jaxssl.models.vit import POOLS, POSEMBS, VIT_SIZES, VisionTransformer
 
 _VIT_OVERRIDES = {"vit_hidden_dim": "hidden_dim", "vit_depth": "depth",
@@ -175,7 +175,8 @@ def build_backbone(model_cfg) -> nn.Module:
         return registry.create_backbone(name, stem=model_cfg.stem,
                                         width_multiplier=model_cfg.width_multiplier, dtype=dtype,
                                         conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)),
-                                        remat=str(model_cfg.get("remat", "none")))
+                                        remat=str(model_cfg.get("remat", "none")),
+                                        **resnet.resnet_options(model_cfg))
     return registry.create_backbone(name, dtype=dtype)
 
 

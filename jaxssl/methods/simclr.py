@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxssl import losses, rng
 from jaxssl.methods.image import ImageMethod
-from jaxssl.models import heads, registry
+from jaxssl.models import heads, registry, resnet
 
 
 class BackboneWithHead(nn.Module):
@@ -38,7 +38,7 @@ def backbone_kwargs(model_cfg) -> dict:
     if name.startswith("resnet"):
         return dict(stem=model_cfg.stem, width_multiplier=model_cfg.width_multiplier, dtype=dtype,
                     conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)),
-                    remat=str(model_cfg.get("remat", "none")))
+                    remat=str(model_cfg.get("remat", "none")), **resnet.resnet_options(model_cfg))
     if name.startswith("vit"):
         return dict(patch_size=model_cfg.patch_size, dtype=dtype,
                     remat=str(model_cfg.get("remat", "none")))
