@@ -21,9 +21,10 @@ mode). The SimCLR TF code convolves with zero 'SAME' padding, which darkens a ba
 constant image constant and does not invent an edge that the network could key on. Reflect
 needs ``radius < side``, which holds for any kernel built from a fraction < 1 of the side.
 """
-import math
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
