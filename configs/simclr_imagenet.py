@@ -8,7 +8,8 @@ Hardware:  a TPU v3-128 pod slice (the paper's 128 cores) or 32+ GPUs; B=4096 gl
 Runtime:   100 epochs: ~1.5 hours on 128 TPU v3 cores (SimCLR paper, Sec. 2.3; i.e.
            ~185 img/s per core); v2 800 epochs: ~12 hours on the same slice.
 Expected (linear eval top-1; each number with the recipe it belongs to, docs/recipes.md):
-  :v1      no published number for 100 epochs of this recipe. With
+  :v1      no number in the reference repository for 100 epochs of this recipe (the paper
+           plots 100-epoch runs by batch size in its Figure 9, not read here). With
            --config.train.num_epochs=1000 it is the v1 paper's R50 (1x) run: 69.3 (SimCLR
            paper, Table 6; the paper text was not checked here) and the released v1
            checkpoint's 69.1 (google-research/simclr README.md:54, "ResNet50 (1x)").
