@@ -490,6 +490,12 @@ def test_zero_init_residual_per_recipe():
     assert load_preset("mocov2_cifar10").model.zero_init_residual is False
 
 
+def tiny_resnet(**kwargs):
+    """One BasicBlock stage of width 8 with the CIFAR stem: the stem under test, cheaply."""
+    return resnet.ResNet(stage_sizes=(1,), block_cls=resnet.BasicBlock, num_filters=8,
+                         stem="cifar", **kwargs)
+
+
 def numpy_conv2d(x_HWC, k_hwio, padding):
     """torch Conv2d(stride 1, zero padding ``padding``, no bias) on one image."""
     x = np.pad(np.asarray(x_HWC, np.float64), ((padding, padding), (padding, padding), (0, 0)))
@@ -504,29 +510,29 @@ def numpy_conv2d(x_HWC, k_hwio, padding):
 
 def test_cifar_stem_padding_2_is_solo_learns_conv1():
     x = jax.random.uniform(jax.random.key(0), (1, 6, 6, 3))
-    model = resnet.resnet18(stem="cifar", cifar_stem_padding=2)
+    model = tiny_resnet(cifar_stem_padding=2)
     variables = model.init(jax.random.key(1), x, train=False)
     _, inter = model.apply(variables, x, train=False, capture_intermediates=True,
                            mutable=["intermediates"])
     conv1 = np.asarray(inter["intermediates"]["conv1"]["__call__"][0])[0]
-    assert conv1.shape == (8, 8, 64)  # 6 + 2 * 2 - 3 + 1
+    assert conv1.shape == (8, 8, 8)  # 6 + 2 * 2 - 3 + 1
     want = numpy_conv2d(np.asarray(x[0]), np.asarray(variables["params"]["conv1"]["kernel"]), 2)
     np.testing.assert_allclose(conv1, want, rtol=1e-4, atol=1e-5)
     out = model.apply(variables, x, train=False)
-    assert out.shape == (1, 512)
+    assert out.shape == (1, 8)
 
 
 def test_input_normalisation_equals_normalising_the_images():
     mean, std = (0.4914, 0.4822, 0.4465), (0.247, 0.2435, 0.2616)
     x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3))
-    plain = resnet.resnet18(stem="cifar")
-    normed = resnet.resnet18(stem="cifar", input_mean=mean, input_std=std)
+    plain = tiny_resnet()
+    normed = tiny_resnet(input_mean=mean, input_std=std)
     variables = plain.init(jax.random.key(1), x, train=False)
     want = plain.apply(variables, (np.asarray(x) - np.array(mean)) / np.array(std), train=False)
     got = normed.apply(variables, x, train=False)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="model.input_mean"):
-        resnet.resnet18(stem="cifar", input_mean=mean).init(jax.random.key(1), x, train=False)
+        tiny_resnet(input_mean=mean).init(jax.random.key(1), x, train=False)
 
 
 def test_resnet_options_reach_the_backbones():
