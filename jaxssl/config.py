@@ -41,7 +41,11 @@ def base_config() -> ml_collections.ConfigDict:
         brightness_mode="multiplicative", jitter_random_order=True, grayscale_prob=0.2,
         blur_prob=0.5, blur_sigma=(0.1, 2.0), blur_kernel_fraction=0.1,
         solarize_prob=0.0, solarize_threshold=0.5,
+        blur_kernel="fraction",   # 'fraction' (SimCLR: odd of blur_kernel_fraction x side) | 'sigma' (PIL)
     ))
+    # Host-cropped sources (ImageNet): the PIL resample of the crop, the same field as
+    # augment.resize_method (a reference: setting either sets both).
+    c.data.resize_method = c.augment.get_ref("resize_method")
     c.eval_crop_fraction = 0.875  # SimCLR eval preprocessing: centre crop 0.875 then resize
 
     c.model = ml_collections.ConfigDict(dict(
@@ -55,12 +59,17 @@ def base_config() -> ml_collections.ConfigDict:
         dtype="float32",          # compute dtype: 'float32' or 'bfloat16' (params stay float32)
         conv_batch_chunk=0,       # ResNet: > 0 runs convs on slices of this many images (CPU, 1 device)
         remat="none",             # rematerialise each block: 'none' | 'full' | 'dots' (models/remat.py)
+        zero_init_residual=True,  # ResNet: last BN gamma of each block 0 (SimCLR, MoCo v3; not MoCo v2)
+        cifar_stem_padding=1,     # ResNet 'cifar' stem conv padding: 1 (SimCLR), 2 (solo-learn)
+        input_mean=(),            # ResNet input normalisation (x - mean) / std per channel; () = off
+        input_std=(),
     ))
 
     c.loss = ml_collections.ConfigDict(dict(
         temperature=0.1,
         blockwise=False,          # chunked-logsumexp NT-Xent for very large global batches
         block_size=4096,
+        scale=1.0,                # SimCLR optimises scale * nt_xent (2.0: the reference's mean(loss_a + loss_b))
     ))
 
     c.optim = ml_collections.ConfigDict(dict(

@@ -315,10 +315,11 @@ def param_layout(head, in_dim=6):
 
 
 def test_simclr_v1_head_layout():
+    # SimCLR v1 code (model_util.py projection_head): nl_1 = Dense + BN(center=False).
     params, stats, _ = param_layout(heads.simclr_v1_head(16, 8))
     assert params == {"dense_0": {"kernel"}, "bn_0": {"scale", "bias"},
-                      "dense_1": {"kernel", "bias"}}
-    assert stats == {"bn_0"}
+                      "dense_1": {"kernel"}, "bn_1": {"scale"}}
+    assert stats == {"bn_0", "bn_1"}
 
 
 def test_simclr_v2_head_layout():

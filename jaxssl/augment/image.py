@@ -1,7 +1,6 @@
 """On-device view augmentation for SimCLR and MoCo: one config, one view, a batch, two views.
 
-Pipeline of one view (every step reads its own lanes of one draw from the example's key;
-see RECIPES.md):
+Pipeline of one view (every step reads its own lanes of one draw from the example's key):
 
     random resized crop + resize (one interpolation)  ->  horizontal flip (p)
     ->  colour jitter in random order (p)  ->  grayscale (p)  ->  Gaussian blur (p)
@@ -27,7 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl import rng
-from jaxssl.augment.blur import blur_kernel_size, gaussian_blur, gaussian_kernel_1d
+from jaxssl.augment.blur import (BLUR_KERNELS, blur_kernel_size, blur_kernel_size_for_sigma,
+                                 gaussian_blur, gaussian_kernel_1d)
 from jaxssl.augment.color import (BRIGHTNESS_MODES, JITTER_UNIFORMS, adjust_brightness,
                                   adjust_contrast, adjust_hue, adjust_saturation,
                                   apply_color_jitter, jitter_params_from_uniforms,
@@ -40,7 +40,7 @@ __all__ = [
     "ViewConfig", "augment_view", "augment_batch", "two_views", "center_crop_resize",
     "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue",
     "rgb_to_grayscale", "gaussian_kernel_1d", "gaussian_blur", "solarize", "sample_crop_box",
-    "blur_kernel_size", "crop_resize",
+    "blur_kernel_size", "blur_kernel_size_for_sigma", "crop_resize",
 ]
 
 _TUPLE_FIELDS = ("crop_scale", "crop_ratio", "blur_sigma")
@@ -68,7 +68,10 @@ class ViewConfig:
     jitter_random_order: the four jitter ops in a random order (else b, c, s, h).
     grayscale_prob: probability of converting to grayscale (3 channels kept).
     blur_prob: probability of a Gaussian blur; blur_sigma: its sigma range;
-        blur_kernel_fraction: kernel size = odd of this fraction of S (SimCLR 0.1).
+        blur_kernel: 'fraction' (SimCLR: kernel size = odd of ``blur_kernel_fraction`` x S,
+        reflect border) or 'sigma' (PIL / MoCo v2 / solo-learn: radius ceil(4 sigma_max),
+        untruncated by the image size, PIL's mirrored border); see ``jaxssl.augment.blur``;
+        blur_kernel_fraction: the 'fraction' kernel's fraction of S (SimCLR 0.1).
     solarize_prob, solarize_threshold: BYOL / MoCo v3 solarization (x -> 1 - x if x >= t).
     """
     output_size: int
@@ -89,6 +92,7 @@ class ViewConfig:
     blur_prob: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_kernel_fraction: float = 0.1
+    blur_kernel: str = "fraction"
     solarize_prob: float = 0.0
     solarize_threshold: float = 0.5
 
@@ -129,6 +133,9 @@ class ViewConfig:
                 raise ValueError(f"augment.{name}={getattr(self, name)} must be >= 0")
         if not 0.0 <= self.hue <= 0.5:
             raise ValueError(f"augment.hue={self.hue} must be in [0, 0.5] (a fraction of a turn)")
+        if self.blur_kernel not in BLUR_KERNELS:
+            raise ValueError(f"augment.blur_kernel={self.blur_kernel!r} is not supported; use one "
+                             f"of {BLUR_KERNELS} ('sigma' for PIL's blur, as MoCo v2 / solo-learn)")
         if not 0.0 <= self.blur_kernel_fraction < 1.0:
             raise ValueError(f"augment.blur_kernel_fraction={self.blur_kernel_fraction} must be "
                              f"in [0, 1); SimCLR uses 0.1")
@@ -209,10 +216,13 @@ def augment_view(key: jax.Array, image: jax.Array, cfg: ViewConfig) -> jax.Array
     if cfg.grayscale_prob > 0 and channels == 3:
         x = jnp.where(u_gray < cfg.grayscale_prob, rgb_to_grayscale(x), x)
 
-    kernel_size = blur_kernel_size(size, cfg.blur_kernel_fraction)
+    if cfg.blur_kernel == "sigma":
+        kernel_size, padding = blur_kernel_size_for_sigma(cfg.blur_sigma[1]), "symmetric"
+    else:
+        kernel_size, padding = blur_kernel_size(size, cfg.blur_kernel_fraction), "reflect"
     if cfg.blur_prob > 0 and kernel_size > 1:
         sigma = cfg.blur_sigma[0] + (cfg.blur_sigma[1] - cfg.blur_sigma[0]) * u_sigma
-        blurred = jnp.clip(gaussian_blur(x, sigma, kernel_size), 0.0, 1.0)
+        blurred = jnp.clip(gaussian_blur(x, sigma, kernel_size, padding), 0.0, 1.0)
         x = jnp.where(u_blur < cfg.blur_prob, blurred, x)
 
     if cfg.solarize_prob > 0:

@@ -240,12 +240,28 @@ def center_crop_box(height: int, width: int, fraction: float) -> tuple[int, int,
     return (height - side + 1) // 2, (width - side + 1) // 2, side, side
 
 
-def _crop_resize(image, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """Crop ``box`` of a PIL image and resize it to ``size x size`` (PIL bicubic): uint8 ``[S, S, 3]``."""
+# config ``data.resize_method`` (= ``augment.resize_method``) -> PIL resample filter name. PIL
+# widens the filter when it downscales (antialiasing), as torchvision's RandomResizedCrop on
+# PIL images does: bilinear is MoCo's ``RandomResizedCrop(224)``, bicubic MAE's / SimCLR's.
+PIL_RESAMPLE = {"bicubic": "BICUBIC", "bilinear": "BILINEAR"}
+
+
+def _pil_resample(resize_method: str):
     from PIL import Image
 
+    if resize_method not in PIL_RESAMPLE:
+        raise ValueError(f"config field data.resize_method={resize_method!r} (the same as "
+                         f"augment.resize_method) is invalid: use one of {list(PIL_RESAMPLE)}")
+    return getattr(Image.Resampling, PIL_RESAMPLE[resize_method])
+
+
+def _crop_resize(image, box: tuple[int, int, int, int], size: int,
+                 resize_method: str = "bicubic") -> np.ndarray:
+    """Crop ``box`` of a PIL image and resize it to ``size x size`` with PIL's ``resize_method``
+    filter ('bicubic' | 'bilinear'): uint8 ``[S, S, 3]``."""
     top, left, h, w = box
-    out = image.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h))
+    out = image.resize((size, size), _pil_resample(resize_method),
+                       box=(left, top, left + w, top + h))
     return np.asarray(out, np.uint8)
 
 
@@ -254,7 +270,7 @@ class HostCropReader:
 
     ``__call__(indices, seed=, step=, row_offset=)`` returns ``{"image": uint8 [b, V, S, S, 3],
     "label": int32 [b]}`` in ``'random'`` mode (``V = num_views`` random-resized crops,
-    ``scale``/``ratio`` from the config, PIL bicubic resize to ``S = image_size``) and
+    ``scale``/``ratio`` from the config, PIL ``resize_method`` resize to ``S = image_size``) and
     ``{"image": uint8 [b, S, S, 3], ...}`` in ``'center'`` mode (SimCLR eval: centre crop of
     ``eval_crop_fraction``, resize). The views of row ``i`` are drawn, in order, from
     ``PCG64(SeedSequence([seed, stream_id('host_crop'), step, row_offset + i]))``.
@@ -263,7 +279,8 @@ class HostCropReader:
 
     def __init__(self, data_source, *, image_size: int, mode: str, num_views: int = 2,
                  crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), eval_crop_fraction: float = 0.875,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, resize_method: str = "bicubic"):
+        _pil_resample(resize_method)  # fail early on an unknown name
         if mode not in HOST_CROP_MODES:
             raise ValueError(f"host_crop={mode!r}; use one of {list(HOST_CROP_MODES)}")
         if image_size <= 0:
@@ -283,6 +300,7 @@ class HostCropReader:
         self.crop_scale = tuple(float(s) for s in crop_scale)
         self.crop_ratio = tuple(float(r) for r in crop_ratio)
         self.eval_crop_fraction = float(eval_crop_fraction)
+        self.resize_method = str(resize_method)
         self.num_threads = num_threads or min(32, os.cpu_count() or 1)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -305,12 +323,13 @@ class HostCropReader:
         width, height = image.size
         if self.mode == "center":
             crops = _crop_resize(image, center_crop_box(height, width, self.eval_crop_fraction),
-                                 self.image_size)
+                                 self.image_size, self.resize_method)
         else:
             bitgen = np.random.PCG64(np.random.SeedSequence([seed, _HOST_CROP_STREAM, step, row]))
             crops = np.stack([
                 _crop_resize(image, random_resized_crop_box(bitgen, height, width, self.crop_scale,
-                                                            self.crop_ratio), self.image_size)
+                                                            self.crop_ratio), self.image_size,
+                             self.resize_method)
                 for _ in range(self.num_views)])
         return crops, int(record["label"])
 
@@ -335,7 +354,8 @@ class HostCropReader:
 def load_host_cropped(name: str, split: str, data_dir: str | None, *, image_size: int,
                       host_crop: str, num_views: int = 2, crop_scale=(0.08, 1.0),
                       crop_ratio=(3 / 4, 4 / 3), eval_crop_fraction: float = 0.875,
-                      num_threads: int | None = None, field: str = "split") -> ImageSource:
+                      num_threads: int | None = None, field: str = "split",
+                      resize_method: str = "bicubic") -> ImageSource:
     """imagenet2012 ``split`` read by index and cropped on the host (``on_device=False``).
 
     ``labels`` and ``images`` are ``None`` (nothing is held in memory); ``get`` returns the
@@ -356,7 +376,8 @@ def load_host_cropped(name: str, split: str, data_dir: str | None, *, image_size
         raise
     reader = HostCropReader(data_source, image_size=image_size, mode=host_crop, num_views=num_views,
                             crop_scale=crop_scale, crop_ratio=crop_ratio,
-                            eval_crop_fraction=eval_crop_fraction, num_threads=num_threads)
+                            eval_crop_fraction=eval_crop_fraction, num_threads=num_threads,
+                            resize_method=resize_method)
     return ImageSource(
         name=name, split=split, images=None, labels=None, num_examples=len(data_source),
         num_classes=int(builder.info.features["label"].num_classes), image_shape=None,
@@ -375,4 +396,5 @@ def load_from_config(data_cfg, split: str, *, role: str | None = None, host_crop
         host_crop=host_crop, num_views=num_views,
         crop_scale=data_cfg.get("crop_scale", (0.08, 1.0)), crop_ratio=data_cfg.get("crop_ratio", (3 / 4, 4 / 3)),
         eval_crop_fraction=eval_crop_fraction,
-        num_threads=data_cfg.get("host_threads", None), field=field)
+        num_threads=data_cfg.get("host_threads", None), field=field,
+        resize_method=data_cfg.get("resize_method", "bicubic"))

@@ -10,6 +10,13 @@ queue ``q.queue / T`` (``jaxssl.losses.info_nce``); then the step's keys replace
 ones in the queue. The key encoder's BatchNorm runs under shuffle BN
 (``jaxssl.methods.shuffle_bn``). Encoder = backbone + 2-layer MLP head (2048 -> ReLU -> 128).
 
+  ``moco.symmetric=True`` is solo-learn's MoCo V2+ (``solo/methods/mocov2plus.py``): both
+  views are queries and keys, with one queue per view (``queue [2, K, D]``; ``queue[v]``
+  holds the keys of view v) and the loss
+  ``(info_nce(q1, k2, queue[1]) + info_nce(q2, k1, queue[0])) / 2``; each queue then takes
+  its own view's keys at the shared pointer. Every view goes through each encoder in its own
+  call, so BN statistics are per view, as solo-learn's per-crop forward.
+
   The queue ``[K, D]`` float32 and its pointer (int32) live in ``model_state`` and are
   *replicated* on every device: K * D is small (65536 x 128 x 4 B = 32 MiB), and every query
   of every device needs every key of the queue for its negatives -- a sharded queue would
@@ -56,7 +63,7 @@ from jaxssl.augment import image as aug
 from jaxssl.methods import momentum as momentum_lib
 from jaxssl.methods import shuffle_bn
 from jaxssl.methods.image import ImageMethod
-from jaxssl.models import heads, registry
+from jaxssl.models import heads, registry, resnet
 from jaxssl.models.vit import POOLS, POSEMBS, VIT_SIZES, VisionTransformer
 
 _VIT_OVERRIDES = {"vit_hidden_dim": "hidden_dim", "vit_depth": "depth",
@@ -74,7 +81,9 @@ def moco_config(version: str) -> ml_collections.ConfigDict:
       momentum_schedule: 'constant' (v2) | 'cosine' (v3's half cosine).
       view2: ``augment`` fields that differ for the second (key / view-2) crop; empty = same.
       v2 only -- queue_size: K, a multiple of the global batch; shuffle_bn: 'devices' |
-        'groups' | 'off' (``jaxssl.methods.shuffle_bn``); bn_groups: G for 'groups'.
+        'groups' | 'off' (``jaxssl.methods.shuffle_bn``); bn_groups: G for 'groups';
+        symmetric: False (moco: one direction, one queue) | True (solo-learn MoCo V2+:
+        both directions, two queues).
       v3 only -- projector_num_layers (2 ResNet, 3 ViT); predictor_hidden_dim (4096).
     ``config.optim`` gains decay_all_params, no_decay_names, frozen_params and
     lars_classic_momentum (``jaxssl.optim``), so presets and the command line can set them.
@@ -100,7 +109,8 @@ def moco_config(version: str) -> ml_collections.ConfigDict:
                   momentum_schedule="constant" if version == "v2" else "cosine")
     if version == "v2":
         c.moco = ml_collections.ConfigDict(dict(**common, queue_size=65536,
-                                                shuffle_bn="devices", bn_groups=8))
+                                                shuffle_bn="devices", bn_groups=8,
+                                                symmetric=False))
     else:
         c.moco = ml_collections.ConfigDict(dict(**common, projector_num_layers=2,
                                                 predictor_hidden_dim=4096))
@@ -175,7 +185,8 @@ def build_backbone(model_cfg) -> nn.Module:
         return registry.create_backbone(name, stem=model_cfg.stem,
                                         width_multiplier=model_cfg.width_multiplier, dtype=dtype,
                                         conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)),
-                                        remat=str(model_cfg.get("remat", "none")))
+                                        remat=str(model_cfg.get("remat", "none")),
+                                        **resnet.resnet_options(model_cfg))
     return registry.create_backbone(name, dtype=dtype)
 
 
@@ -286,6 +297,9 @@ class MoCoV2(_MoCoBase):
                  f"the queue size K must be a positive multiple of the global batch "
                  f"train.batch_size={batch} (each step's keys fill slots [ptr, ptr + B) mod K); "
                  f"use e.g. {max(1, round(m.queue_size / batch)) * batch}")
+        if not isinstance(m.get("symmetric", False), bool):
+            fail("moco.symmetric", m.symmetric, "use False (moco: one direction, one queue) or "
+                 "True (solo-learn MoCo V2+: both directions, two queues)")
         if m.shuffle_bn not in shuffle_bn.MODES:
             fail("moco.shuffle_bn", m.shuffle_bn, f"use one of {shuffle_bn.MODES}")
         if m.shuffle_bn == "groups" and (m.bn_groups < 2 or batch % m.bn_groups):
@@ -303,6 +317,7 @@ class MoCoV2(_MoCoBase):
         self.queue_size = int(mc.queue_size)
         self.shuffle_mode = mc.shuffle_bn
         self.bn_groups = int(mc.bn_groups)
+        self.symmetric = bool(mc.get("symmetric", False))
         if self.shuffle_mode == "devices" and mesh.devices.size < 2:
             raise ValueError(
                 f"config field moco.shuffle_bn='devices' is invalid on a mesh of "
@@ -323,11 +338,13 @@ class MoCoV2(_MoCoBase):
 
     def init(self, key):
         """``params``: the query encoder; ``model_state``: its BN stats, the teacher (a copy of
-        the encoder), the queue ``[K, d]`` of random unit vectors, and ``queue_ptr`` 0."""
+        the encoder), the queue of random unit vectors (``[K, d]``; ``[2, K, d]`` when
+        ``moco.symmetric``), and ``queue_ptr`` 0."""
         key_model, key_queue = jax.random.split(key)
         params, batch_stats = self._init_encoder(key_model)
         dim = int(self.config.model.head_output_dim)
-        queue = losses.l2_normalize(jax.random.normal(key_queue, (self.queue_size, dim), jnp.float32))
+        shape = ((2,) if self.symmetric else ()) + (self.queue_size, dim)
+        queue = losses.l2_normalize(jax.random.normal(key_queue, shape, jnp.float32))
         copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731
         return params, {"batch_stats": batch_stats,
                         "teacher": {"params": copy(params), "batch_stats": copy(batch_stats)},
@@ -347,6 +364,8 @@ class MoCoV2(_MoCoBase):
         return jax.lax.stop_gradient(k), batch_stats
 
     def loss(self, params, model_state, batch, step):
+        if self.symmetric:
+            return self._symmetric_loss(params, model_state, batch, step)
         view_q, view_k = self.two_views(batch, step, self.view_cfg_b)
         z_q, batch_stats = _apply_train(
             self.encoder, self.online_encoder_variables(params, model_state), view_q)
@@ -364,6 +383,37 @@ class MoCoV2(_MoCoBase):
                      "teacher": {"params": model_state["teacher"]["params"],
                                  "batch_stats": teacher_stats},
                      "queue": new_queue, "queue_ptr": new_ptr}
+        return loss, (new_state, metrics)
+
+    def _symmetric_loss(self, params, model_state, batch, step):
+        """solo-learn MoCo V2+: ``(f(q1, k2, queue[1]) + f(q2, k1, queue[0])) / 2``, then
+        ``queue[v][ptr : ptr + B] = k_v`` for both views."""
+        views = self.two_views(batch, step, self.view_cfg_b)
+        variables = self.online_encoder_variables(params, model_state)
+        teacher = dict(model_state["teacher"])
+        qs, ks = [], []
+        for view in views:  # one call per view: per-view BN statistics
+            z, stats = _apply_train(self.encoder, variables, view)
+            if stats:
+                variables = {**variables, "batch_stats": stats}
+            k, teacher_stats = self.keys(teacher, view, step)
+            teacher = {**teacher, "batch_stats": teacher_stats}
+            qs.append(z.astype(jnp.float32))
+            ks.append(k)
+        queue, ptr = model_state["queue"], model_state["queue_ptr"]
+        loss = (losses.info_nce(qs[0], ks[1], queue[1], self.temperature)
+                + losses.info_nce(qs[1], ks[0], queue[0], self.temperature)) / 2
+        queue_0, new_ptr = enqueue(queue[0], ptr, ks[0])
+        queue_1, _ = enqueue(queue[1], ptr, ks[1])
+        qn = losses.l2_normalize(qs[0])
+        l_pos = jnp.sum(qn * ks[1], axis=1)
+        l_neg_max = jnp.max(qn @ jax.lax.stop_gradient(queue[1]).T, axis=1)
+        metrics = {"contrast_acc": jnp.mean((l_pos > l_neg_max).astype(jnp.float32)),
+                   "momentum": self.momentum_at(step)}
+        new_state = {"batch_stats": variables.get("batch_stats", model_state["batch_stats"]),
+                     "teacher": {"params": model_state["teacher"]["params"],
+                                 "batch_stats": teacher["batch_stats"]},
+                     "queue": jnp.stack([queue_0, queue_1]), "queue_ptr": new_ptr}
         return loss, (new_state, metrics)
 
 

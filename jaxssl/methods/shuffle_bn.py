@@ -7,8 +7,7 @@ order has been shuffled across GPUs (``_batch_shuffle_ddp`` / ``_batch_unshuffle
 facebookresearch/moco ``builder.py``): each GPU normalises the keys of a random subset of the
 global batch, then the keys are put back in the original order.
 
-Here the queries' BN sees the global batch (the trainer's ``jit`` over a sharded batch,
-DESIGN.md), and the key encoder runs in one of three modes (config ``moco.shuffle_bn``):
+Here the queries' BN sees the global batch (the trainer's ``jit`` over a sharded batch), and the key encoder runs in one of three modes (config ``moco.shuffle_bn``):
 
 ``'devices'``  the reference's mechanism. A permutation of the *global* batch, keyed by
                ``(seed, 'shuffle_bn', step)``, is applied as a gather before a

@@ -6,8 +6,14 @@ backbone + projection head over the 2N views (BatchNorm statistics over all 2N v
 
     l(i, j) = -log  exp(sim(z_i, z_j) / T) / sum_{k != i} exp(sim(z_i, z_k) / T)
 
-averaged over all 2N anchors, with negatives from every device (``jaxssl.losses.nt_xent``).
+averaged over all 2N anchors, with negatives from every device (``jaxssl.losses.nt_xent``),
+times ``config.loss.scale``. The reference (``tf2/objective.py``) optimises
+``mean(loss_a + loss_b)``, twice that mean: the SimCLR presets set ``loss.scale = 2``. Under
+LARS the factor is not absorbed by the learning rate: the trust ratio cancels it on adapted
+kernels (leaving the weight decay relatively 2x stronger at scale 1), while BN and bias
+updates are proportional to it (``tests/test_recipes_simclr_moco.py``).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,7 +24,7 @@ import jax.numpy as jnp
 
 from jaxssl import losses, rng
 from jaxssl.methods.image import ImageMethod
-from jaxssl.models import heads, registry
+from jaxssl.models import heads, registry, resnet
 
 
 class BackboneWithHead(nn.Module):
@@ -40,7 +46,7 @@ def backbone_kwargs(model_cfg) -> dict:
     if name.startswith("resnet"):
         return dict(stem=model_cfg.stem, width_multiplier=model_cfg.width_multiplier, dtype=dtype,
                     conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)),
-                    remat=str(model_cfg.get("remat", "none")))
+                    remat=str(model_cfg.get("remat", "none")), **resnet.resnet_options(model_cfg))
     if name.startswith("vit"):
         return dict(patch_size=model_cfg.patch_size, dtype=dtype,
                     remat=str(model_cfg.get("remat", "none")))
@@ -63,6 +69,20 @@ class SimCLR(ImageMethod):
         m = config.model
         self.model = BackboneWithHead(registry.create_backbone(m.backbone, **backbone_kwargs(m)),
                                       projection_head(m))
+        self.loss_scale = float(config.loss.get("scale", 1.0))
+
+    @classmethod
+    def validate_config(cls, config) -> None:
+        from jaxssl.config import fail
+        super().validate_config(config)
+        scale = config.loss.get("scale", 1.0)
+        if not scale > 0:
+            fail("loss.scale", scale, "the objective's factor must be > 0 (2.0 reproduces the "
+                 "SimCLR reference's mean(loss_a + loss_b), 1.0 the paper's mean over 2N anchors)")
+
+    def chance_loss(self) -> float:
+        """``scale * log(2N - 1)``: the loss when all similarities are equal (monitor)."""
+        return self.loss_scale * math.log(2 * int(self.config.train.batch_size) - 1)
 
     def init(self, key):
         variables = self.model.init(key, self.dummy_input(), train=True)
@@ -83,6 +103,7 @@ class SimCLR(ImageMethod):
                                             block_size=self.config.loss.block_size)
         else:
             loss = losses.nt_xent(z_a, z_b, t)
+        loss = self.loss_scale * loss
         zn = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
         metrics = {"embedding_std": jnp.mean(jnp.std(zn, axis=0)) * jnp.sqrt(z.shape[-1])}
         return loss, ({**model_state, **updates}, metrics)

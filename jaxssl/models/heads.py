@@ -6,10 +6,11 @@ preset constructors below pin each one down:
 =====================  ======================================================================
 preset                 layers (Dense widths: hidden, ..., output)
 =====================  ======================================================================
-``simclr_v1_head``     Dense-BN-ReLU-Dense(+bias). SimCLR v1 paper (2-layer MLP, 128-d out);
-                       lightly ``SimCLRProjectionHead(num_layers=2)``. (The v1 TF code
-                       also put a beta-free BN on the output: that is ``simclr_v2_head``
-                       with ``num_layers=2``.)
+``simclr_v1_head``     Dense-BN-ReLU-Dense-BN(gamma, no beta); no Dense biases. The SimCLR
+                       v1 code (google-research/simclr first commit ``model_util.py``
+                       ``projection_head``: ``nl_0`` ``linear_layer(use_bias=True,
+                       use_bn=True)``, then ``nl_1`` ``linear_layer(use_bias=False,
+                       use_bn=True)``, i.e. BN with ``center=False`` on the 128-d output).
 ``simclr_v2_head``     3 x (Dense-BN), ReLU between; no Dense biases; last BN with gamma but
                        no beta (``center=False``). google-research/simclr ``tf2/model.py``
                        ``ProjectionHead`` with ``num_proj_layers=3`` (the code default).
@@ -108,9 +109,12 @@ class ProjectionHead(nn.Module):
 
 
 def simclr_v1_head(hidden_dim: int, output_dim: int = 128, **kwargs) -> ProjectionHead:
-    """SimCLR v1: Dense(no bias)-BN-ReLU-Dense(bias). kwargs: dtype, bn_* fields."""
-    return ProjectionHead(hidden_dim, output_dim, num_layers=2, use_bn=True, last_bn=False,
-                          use_bias=True, kernel_init=simclr_kernel_init, **kwargs)
+    """SimCLR v1 code: Dense-BN-ReLU-Dense-BN, no Dense biases, the output BN with gamma but
+    no beta (``center=False``). Parameters: ``dense_0/kernel``, ``bn_0/{scale,bias}``,
+    ``dense_1/kernel``, ``bn_1/scale``. kwargs: dtype, bn_* fields."""
+    return ProjectionHead(hidden_dim, output_dim, num_layers=2, use_bn=True, last_bn=True,
+                          last_bn_scale=True, last_bn_center=False, use_bias=False,
+                          kernel_init=simclr_kernel_init, **kwargs)
 
 
 def simclr_v2_head(hidden_dim: int, output_dim: int = 128, num_layers: int = 3,

@@ -19,9 +19,15 @@ Flax path                             torchvision key
 ====================================  ==========================================
 
 Initialisation follows torchvision: conv kernels ~ N(0, 2 / fan_out) (kaiming normal,
-``mode='fan_out'``), BN gamma 1 / beta 0, and -- SimCLR / Goyal et al. 2017, torchvision's
-``zero_init_residual=True`` -- the last BN gamma of every residual block set to 0 so each
-block starts as the identity of its (ReLU'd) shortcut.
+``mode='fan_out'``), BN gamma 1 / beta 0, and, with ``zero_init_last_bn=True`` (config
+``model.zero_init_residual``) -- SimCLR (``tf2/resnet.py`` ``init_zero``), MoCo v3
+(``zero_init_residual=True``), Goyal et al. 2017 -- the last BN gamma of every residual block
+set to 0 so each block starts as the identity of its (ReLU'd) shortcut. MoCo v2 and
+solo-learn build torchvision's default (``zero_init_residual=False``): gamma 1.
+
+Input normalisation: ``input_mean`` / ``input_std`` (per channel, empty = off) make the first
+op ``(x - mean) / std``, torchvision's ``Normalize`` inside the backbone, so pretraining views,
+probe / kNN features and baselines all see the same input.
 
 Batch normalisation and devices: under ``jax.jit`` over a batch sharded on the ``"data"``
 mesh axis, ``nn.BatchNorm``'s mean over the batch axis is a global reduction, so the
@@ -47,20 +53,24 @@ import jax.numpy as jnp
 from jaxssl.models.remat import remat_block
 
 STEMS = ("imagenet", "cifar")
+# solo-learn's CIFAR stem (``solo/methods/base.py``): Conv2d(3, 64, 3, stride 1, padding=2).
+SOLO_LEARN_CIFAR_STEM_PADDING = 2
 
 # torchvision: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"), i.e. an
 # (untruncated) normal with variance 2 / (out_channels * kh * kw).
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def _pad(kernel_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """torchvision's symmetric padding ``k // 2`` (Flax's 'SAME' pads (0, 1) at stride 2)."""
-    p = kernel_size // 2
+def _pad(kernel_size: int, padding: int | None = None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Symmetric padding, torchvision's ``k // 2`` unless ``padding`` is given (Flax's 'SAME'
+    pads (0, 1) at stride 2)."""
+    p = kernel_size // 2 if padding is None else padding
     return ((p, p), (p, p))
 
 
 def _conv_factory(dtype: Any, batch_chunk: int = 0):
-    """Bias-free conv, torchvision padding and init: ``f(features, kernel, stride, name)``.
+    """Bias-free conv, torchvision padding and init: ``f(features, kernel, stride, name,
+    padding=None)`` (None: ``kernel // 2``).
 
     ``batch_chunk > 0`` applies the conv to consecutive slices of that many images and
     concatenates the results: the same function (the kernel gradient becomes a sum over the
@@ -68,9 +78,9 @@ def _conv_factory(dtype: Any, batch_chunk: int = 0):
     faster on 32-64 images than on 256 (docs/performance.md). A CPU lever for a one-device
     run; under a multi-device mesh the slices would cut across the sharded batch.
     """
-    def make(features: int, kernel_size: int, strides: int, name: str):
+    def make(features: int, kernel_size: int, strides: int, name: str, padding: int | None = None):
         layer = nn.Conv(features, (kernel_size, kernel_size), strides=(strides, strides),
-                        padding=_pad(kernel_size), use_bias=False, dtype=dtype,
+                        padding=_pad(kernel_size, padding), use_bias=False, dtype=dtype,
                         param_dtype=jnp.float32, kernel_init=conv_kernel_init, name=name)
         if batch_chunk <= 0:
             return layer
@@ -170,7 +180,13 @@ class ResNet(nn.Module):
         'cifar' = 3x3/1 conv + BN + ReLU, no max-pool (32 px; SimCLR appendix B.9).
       dtype: compute dtype (float32 or bfloat16); params and BN statistics stay float32.
       bn_momentum, bn_epsilon: BN running-average decay and epsilon (SimCLR: 0.9, 1e-5).
-      zero_init_last_bn: initialise the last BN gamma of each block to zero.
+      zero_init_last_bn: initialise the last BN gamma of each block to zero (config
+        ``model.zero_init_residual``; SimCLR and MoCo v3 True, MoCo v2 and solo-learn False).
+      cifar_stem_padding: padding of the 'cifar' stem's 3x3 conv (config
+        ``model.cifar_stem_padding``): 1 keeps 32x32 (SimCLR), 2 is solo-learn's
+        ``Conv2d(3, 64, 3, 1, padding=2)``, which makes the first feature map 34x34.
+      input_mean, input_std: per-channel input normalisation ``(x - mean) / std`` applied
+        first (config ``model.input_mean`` / ``model.input_std``); empty (default) = off.
       bn_axis_name: mesh axis to all-reduce BN statistics over when called inside
         ``jax.shard_map`` (None: per-device statistics there; under plain ``jit`` the
         statistics are global either way -- see the module docstring).
@@ -192,6 +208,9 @@ class ResNet(nn.Module):
     bn_axis_name: str | None = None
     conv_batch_chunk: int = 0
     remat: str = "none"
+    cifar_stem_padding: int = 1
+    input_mean: Sequence[float] = ()
+    input_std: Sequence[float] = ()
 
     @property
     def feature_dim(self) -> int:
@@ -217,11 +236,15 @@ class ResNet(nn.Module):
                 "(config field model.width_multiplier; SimCLR uses 1, 2 or 4)")
         conv, norm = _conv_factory(self.dtype, self.conv_batch_chunk), _norm_factory(self, train)
         width = self.num_filters * self.width_multiplier
+        x = normalize_input(x, self.input_mean, self.input_std)
         x = jnp.asarray(x, self.dtype)
         if self.stem == "imagenet":
             x = conv(width, 7, 2, "conv1")(x)
         else:
-            x = conv(width, 3, 1, "conv1")(x)
+            if self.cifar_stem_padding < 0:
+                raise ValueError(f"ResNet cifar_stem_padding={self.cifar_stem_padding} must be >= 0 "
+                                 "(config field model.cifar_stem_padding; 1 SimCLR, 2 solo-learn)")
+            x = conv(width, 3, 1, "conv1", padding=int(self.cifar_stem_padding))(x)
         x = nn.relu(norm("bn1")(x))
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -236,6 +259,38 @@ class ResNet(nn.Module):
                     conv_batch_chunk=self.conv_batch_chunk, name=f"layer{stage + 1}_{block}")(x, train)
         # Global average pool, accumulated in float32.
         return jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(self.dtype)
+
+
+def normalize_input(x, mean: Sequence[float], std: Sequence[float]):
+    """``(x - mean) / std`` per channel in float32 (torchvision ``Normalize``); x [..., C].
+
+    Empty ``mean`` and ``std`` return ``x`` unchanged. Raises ValueError naming the config
+    fields when only one is set or their length is not C.
+    """
+    mean, std = tuple(mean or ()), tuple(std or ())
+    if not mean and not std:
+        return x
+    channels = x.shape[-1]
+    if len(mean) != channels or len(std) != channels or min(std) <= 0:
+        raise ValueError(
+            f"config fields model.input_mean={mean!r} and model.input_std={std!r} are invalid for "
+            f"{channels}-channel images: give both, {channels} values each, std > 0 (e.g. CIFAR-10 "
+            "(0.4914, 0.4822, 0.4465) / (0.247, 0.2435, 0.2616)), or leave both empty")
+    x = jnp.asarray(x, jnp.float32)
+    return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def resnet_options(model_cfg) -> dict:
+    """The recipe options of ``config.model`` that a ResNet takes (missing fields: defaults).
+
+    ``zero_init_residual`` -> ``zero_init_last_bn``; ``cifar_stem_padding``; ``input_mean`` /
+    ``input_std``. Methods add these to the backbone's keyword arguments.
+    """
+    get = model_cfg.get
+    return dict(zero_init_last_bn=bool(get("zero_init_residual", True)),
+                cifar_stem_padding=int(get("cifar_stem_padding", 1)),
+                input_mean=tuple(float(v) for v in (get("input_mean", ()) or ())),
+                input_std=tuple(float(v) for v in (get("input_std", ()) or ())))
 
 
 # Fields fixed by each standard depth (torchvision's resnet18 / resnet34 / resnet50).
@@ -262,4 +317,5 @@ def resnet50(**kwargs) -> ResNet:
 
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50",
-           "conv_kernel_init", "STEMS"]
+           "conv_kernel_init", "STEMS", "normalize_input", "resnet_options",
+           "SOLO_LEARN_CIFAR_STEM_PADDING"]
