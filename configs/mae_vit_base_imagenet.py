@@ -56,6 +56,7 @@ def get_config(arg=None):
                         b1=0.9, b2=0.95, eps=1e-8, warmup_epochs=40.0, warmup_fraction=0.0,
                         schedule="cosine", grad_clip_norm=0.0))
     c.optim.no_decay_names = ()  # MAE decays cls_token / mask_token (ndim > 1)
+    c.optim.decay_all_params = False  # but not biases / LayerNorm (timm 0.3.2 add_weight_decay)
     c.train.update(dict(batch_size=4096, num_epochs=1600.0, num_steps=0, log_every_steps=100,
                         checkpoint_every_steps=5000))
     c.eval.update(dict(enabled=False, linear_protocol="simclr", linear_epochs=90,
