@@ -32,6 +32,12 @@ def base_config() -> ml_collections.ConfigDict:
         # True: hold the split on the device; False: read every batch on the host (the
         # ImageNet path); None: in memory exactly when the source holds its images in memory.
         in_memory=ml_collections.FieldReference(None, field_type=bool),
+        # Per-channel input normalisation (x - mean) / std of the views and of the evaluation
+        # images, after augmentation (torchvision's Normalize); () = none, images stay in
+        # [0, 1]. Applied by MoCo v3 (jaxssl.methods.moco.normalize_input); MAE has its own
+        # mae.pixel_mean / mae.pixel_std. ImageNet: (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225).
+        normalize_mean=(),
+        normalize_std=(),
     ))
 
     # On-device view augmentation (jaxssl.augment.image.ViewConfig fields).
@@ -77,6 +83,13 @@ def base_config() -> ml_collections.ConfigDict:
         nesterov=False, trust_coefficient=1e-3, b1=0.9, b2=0.999, eps=1e-8,
         warmup_epochs=10.0, warmup_fraction=0.0, schedule="cosine",
         step_boundaries_epochs=(60, 80), step_factor=0.1, grad_clip_norm=0.0,
+        # The schedule as a segment of a longer one (BERT's 128 -> 512 phases): > 0 builds the
+        # warmup and decay over schedule_total_steps and starts this run at schedule_start_step
+        # of it; 0 / 0: the schedule spans this run (jaxssl.optim.build_schedule).
+        schedule_total_steps=0, schedule_start_step=0,
+        # adamw: False drops Adam's bias correction, u = m / (sqrt(v) + eps) (google-research/bert
+        # AdamWeightDecayOptimizer); True: optax.adamw.
+        adam_bias_correction=True,
     ))
 
     c.train = ml_collections.ConfigDict(dict(

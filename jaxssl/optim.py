@@ -45,6 +45,14 @@ Config fields (``cfg`` is an ``ml_collections.ConfigDict`` or anything with attr
   lars_classic_momentum  lars: True (default) SimCLR's "classic" momentum, lr inside the
                      momentum buffer; False the PyTorch / MoCo v3 LARS, ``mu = m mu + g'``,
                      ``w -= lr mu`` (the two differ only while the lr changes)
+  schedule_total_steps, schedule_start_step   0 / 0 (default): the schedule spans this run.
+                     ``schedule_total_steps > 0``: warmup (``warmup_fraction`` of it) and
+                     decay are laid over that many steps, and this run's step s uses the
+                     schedule's step ``schedule_start_step + s`` -- one schedule split over
+                     several runs (BERT's 90% at T=128, then 10% at T=512).
+  adam_bias_correction  adamw: True (default) Adam with bias correction (optax.adamw); False
+                     google-research/bert's AdamWeightDecayOptimizer, ``u = m / (sqrt(v) + eps)``
+                     on the raw moments (:func:`adamw_no_bias_correction`)
 """
 from __future__ import annotations
 
@@ -74,6 +82,9 @@ OPTIONAL_DEFAULTS = {
     "frozen_params": (),
     "min_lr": 0.0,
     "lars_classic_momentum": True,
+    "schedule_total_steps": 0,
+    "schedule_start_step": 0,
+    "adam_bias_correction": True,
 }
 
 
@@ -84,7 +95,8 @@ def default_config() -> ml_collections.ConfigDict:
         nesterov=False, trust_coefficient=0.001, b1=0.9, b2=0.999, eps=1e-8,
         warmup_epochs=10.0, warmup_fraction=0.0, schedule="cosine",
         step_boundaries_epochs=[], step_factor=0.1, grad_clip_norm=0.0,
-        decay_all_params=False, no_decay_names=(), frozen_params=(), lars_classic_momentum=True))
+        decay_all_params=False, no_decay_names=(), frozen_params=(), lars_classic_momentum=True,
+        schedule_total_steps=0, schedule_start_step=0, adam_bias_correction=True))
 
 
 # --------------------------------------------------------------------------- masks
@@ -184,6 +196,45 @@ def lamb(learning_rate: float | Schedule, *, b1: float, b2: float, eps: float,
         optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
         optax.add_decayed_weights(weight_decay, mask=mask),
         optax.masked(optax.scale_by_trust_ratio(), mask if trust_mask is None else trust_mask),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def scale_by_adam_no_bias_correction(b1: float = 0.9, b2: float = 0.999,
+                                     eps: float = 1e-6) -> optax.GradientTransformation:
+    """Adam's direction without bias correction (google-research/bert ``optimization.py``,
+    ``AdamWeightDecayOptimizer.apply_gradients``), per leaf, moments starting at 0::
+
+        m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2;   u = m / (sqrt(v) + eps)
+
+    (optax's ``scale_by_adam`` divides m by ``1 - b1^t`` and v by ``1 - b2^t`` first.)
+    """
+
+    def init_fn(params):
+        zeros = lambda p: jnp.zeros_like(p, dtype=jnp.float32)  # noqa: E731
+        return (jax.tree.map(zeros, params), jax.tree.map(zeros, params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        mu, nu = state
+        mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g, mu, updates)
+        nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * jnp.square(g), nu, updates)
+        out = jax.tree.map(lambda m, v, g: (m / (jnp.sqrt(v) + eps)).astype(g.dtype),
+                           mu, nu, updates)
+        return out, (mu, nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adamw_no_bias_correction(learning_rate: float | Schedule, *, b1: float, b2: float,
+                             eps: float, weight_decay: float,
+                             mask: Any = decay_mask) -> optax.GradientTransformation:
+    """BERT's ``AdamWeightDecayOptimizer``: ``w <- w - lr * (m / (sqrt(v) + eps) + wd * w)``
+    (decay masked by ``mask``), moments without bias correction
+    (:func:`scale_by_adam_no_bias_correction`). The same chain as ``optax.adamw``."""
+    return optax.chain(
+        scale_by_adam_no_bias_correction(b1=b1, b2=b2, eps=eps),
+        optax.add_decayed_weights(weight_decay, mask=mask),
         optax.scale_by_learning_rate(learning_rate),
     )
 
@@ -335,23 +386,39 @@ def build_schedule(cfg: Any, *, global_batch: int, total_steps: int, steps_per_e
         raise ValueError(f"build_optimizer: total_steps={total_steps} and steps_per_epoch={steps_per_epoch} "
                          f"must be positive")
     peak = scaled_learning_rate(base_lr, global_batch, scaling)
-    warmup = warmup_steps_from_config(cfg, total_steps, steps_per_epoch)
-    if warmup > total_steps:
-        raise ValueError(f"optim warmup of {warmup} steps exceeds the {total_steps} training steps; "
+    span, start = int(_field(cfg, "schedule_total_steps")), int(_field(cfg, "schedule_start_step"))
+    if span < 0 or start < 0:
+        raise ValueError(f"optim.schedule_total_steps={span} and optim.schedule_start_step={start} "
+                         "must be >= 0 (0 / 0: the schedule spans this run)")
+    if span == 0 and start:
+        raise ValueError(f"optim.schedule_start_step={start} needs optim.schedule_total_steps > 0 "
+                         "(the length of the whole schedule this run is a part of)")
+    if span and start + total_steps > span:
+        raise ValueError(f"optim.schedule_start_step={start} + this run's {total_steps} steps exceed "
+                         f"optim.schedule_total_steps={span}; the learning rate would be 0 from "
+                         f"step {span - start}: raise schedule_total_steps or shorten the run")
+    span = span or total_steps
+    warmup = warmup_steps_from_config(cfg, span, steps_per_epoch)
+    if warmup > span:
+        raise ValueError(f"optim warmup of {warmup} steps exceeds the {span} training steps; "
                          f"lower optim.warmup_epochs / optim.warmup_fraction")
     if kind == "cosine":
-        return warmup_cosine_schedule(peak, warmup, total_steps, float(_field(cfg, "min_lr")))
-    if kind == "cosine_epoch":
+        schedule = warmup_cosine_schedule(peak, warmup, span, float(_field(cfg, "min_lr")))
+    elif kind == "cosine_epoch":
         if warmup:
             raise ValueError("optim.schedule='cosine_epoch' has no warm-up; set "
                              "optim.warmup_epochs=0")
-        return epoch_cosine_schedule(peak, steps_per_epoch, total_steps)
-    if kind == "linear":
-        return warmup_linear_schedule(peak, warmup, total_steps)
-    if kind == "step":
+        schedule = epoch_cosine_schedule(peak, steps_per_epoch, span)
+    elif kind == "linear":
+        schedule = warmup_linear_schedule(peak, warmup, span)
+    elif kind == "step":
         bounds = [int(round(float(e) * steps_per_epoch)) for e in _field(cfg, "step_boundaries_epochs")]
-        return step_schedule(peak, bounds, float(_field(cfg, "step_factor")), warmup)
-    return constant_schedule(peak, warmup)
+        schedule = step_schedule(peak, bounds, float(_field(cfg, "step_factor")), warmup)
+    else:
+        schedule = constant_schedule(peak, warmup)
+    if not start:
+        return schedule
+    return lambda step: schedule(jnp.asarray(step, jnp.float32) + start)
 
 
 def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
@@ -393,6 +460,10 @@ def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
         tx = optax.chain(optax.add_decayed_weights(wd, mask=wd_mask),
                          optax.sgd(schedule, momentum=float(_field(cfg, "momentum")) or None,
                                    nesterov=bool(_field(cfg, "nesterov"))))
+    elif name == "adamw" and not bool(_field(cfg, "adam_bias_correction")):
+        tx = adamw_no_bias_correction(schedule, b1=float(_field(cfg, "b1")),
+                                      b2=float(_field(cfg, "b2")), eps=float(_field(cfg, "eps")),
+                                      weight_decay=wd, mask=wd_mask)
     elif name == "adamw":
         tx = optax.adamw(schedule, b1=float(_field(cfg, "b1")), b2=float(_field(cfg, "b2")),
                          eps=float(_field(cfg, "eps")), weight_decay=wd, mask=wd_mask)

@@ -205,7 +205,7 @@ def test_decoder_puts_mask_tokens_at_removed_patches_and_latents_at_their_own():
     for b in range(2):
         for patch in range(n):
             if pm.mask[b, patch] == 1:
-                want = head(p["mask_token"] + pos[patch])
+                want = head(p["mask_token"][0, 0] + pos[patch])
             else:
                 k = int(np.flatnonzero(keep[b] == patch)[0])
                 want = head(embed[b, 1 + k] + pos[patch])
@@ -215,29 +215,46 @@ def test_decoder_puts_mask_tokens_at_removed_patches_and_latents_at_their_own():
     np.testing.assert_array_equal(table[1:], pos)
 
 
-def test_mask_token_is_a_vector_so_it_gets_no_weight_decay():
-    from jaxssl import optim
+def timm_032_add_weight_decay_decays(name: str, shape) -> bool:
+    """timm 0.3.2 ``optim_factory.add_weight_decay(model, wd, skip_list=())`` as MAE's
+    main_pretrain.py:179 calls it: ``no_decay`` iff ``len(param.shape) == 1 or
+    name.endswith(".bias") or name in skip_list`` (frozen params are skipped: none here)."""
+    return not (len(shape) == 1 or name.endswith(".bias"))
+
+
+def torch_name(path) -> str:
+    """A Flax param path as the torch module name MAE would give it (kernel/scale -> weight)."""
+    keys = [str(getattr(k, "key", k)) for k in path]
+    keys[-1] = {"kernel": "weight", "scale": "weight"}.get(keys[-1], keys[-1])
+    return ".".join(keys)
+
+
+def test_mask_token_has_mae_shape_and_init():
     model = tiny_model()
     images = jnp.zeros((1, 16, 16, 1))
     pm = patch_masking.random_patch_mask(jax.random.key(0), 1, 16, 0.75)
     params = model.init(jax.random.key(0), images, pm.ids_keep, pm.ids_restore)["params"]
-    decay = optim.decay_mask(params)
-    assert params["decoder"]["mask_token"].shape == (16,)
-    assert not decay["decoder"]["mask_token"]
-    assert not decay["decoder"]["decoder_norm"]["scale"] and decay["decoder"]["decoder_pred"]["kernel"]
+    assert params["decoder"]["mask_token"].shape == (1, 1, 16)   # models_mae.py: [1, 1, D]
 
 
-def test_preset_optimizer_decays_kernels_but_not_tokens_norms_or_biases():
-    """AdamW with zero gradients moves a leaf iff it is weight-decayed (w -= lr * wd * w)."""
+def test_preset_optimizer_decays_exactly_what_mae_decays():
+    """AdamW with zero gradients moves a leaf iff it is weight-decayed (w -= lr * wd * w); the
+    decayed set must be timm 0.3.2's add_weight_decay set: cls_token and mask_token included."""
     from jaxssl import optim
     c = tiny_digits_config()
     c.optim.warmup_epochs = 0.0
     params, _ = make_method(c).init(rng.root_key(0, "init"))
     tx, _ = optim.build_optimizer(c.optim, global_batch=16, total_steps=10, steps_per_epoch=1)
     updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    moved = jax.tree_util.tree_map_with_path(
+        lambda path, u: (torch_name(path), bool(jnp.any(u != 0))), updates)
+    shapes = jax.tree_util.tree_map_with_path(lambda path, x: (torch_name(path), x.shape), params)
+    for (name, was_moved), (_, shape) in zip(jax.tree.leaves(moved, is_leaf=lambda x: isinstance(x, tuple)),
+                                             jax.tree.leaves(shapes, is_leaf=lambda x: isinstance(x, tuple))):
+        assert was_moved == timm_032_add_weight_decay_decays(name, shape), name
     moved = jax.tree.map(lambda u: bool(jnp.any(u != 0)), updates)
     enc, dec = moved["encoder"], moved["decoder"]
-    assert not enc["cls_token"] and not dec["mask_token"]
+    assert enc["cls_token"] and dec["mask_token"]
     assert not enc["norm"]["scale"] and not enc["blocks_0"]["attn"]["qkv"]["bias"]
     assert not dec["decoder_norm"]["bias"] and not dec["decoder_pred"]["bias"]
     assert enc["patch_embed"]["kernel"] and enc["blocks_0"]["mlp"]["fc1"]["kernel"]

@@ -123,14 +123,17 @@ def test_validate_config_names_field_value_and_fix(field, value, message):
 
 
 def test_presets_are_valid_and_follow_the_bert_recipe():
-    for arg, (t, p) in {"phase1": (128, 20), "phase2": (512, 80)}.items():
+    for arg, (t, p) in {"phase1": (128, 20), "phase2": (512, 80), "phase2_rewarm": (512, 80)}.items():
         c = load_config("bert_base_mlm", arg)
         methods.validate_config(c)
         assert (c.data.seq_len, c.mlm.max_predictions, c.mlm.rate) == (t, p, 0.15)
         assert (c.model.backbone, c.optim.name, c.optim.base_lr, c.optim.weight_decay) == (
             "bert_base", "adamw", 1e-4, 0.01)
         assert (c.optim.b1, c.optim.b2, c.optim.schedule, c.train.batch_size) == (0.9, 0.999, "linear", 256)
-        assert round(c.optim.warmup_fraction * c.train.num_steps) == 10_000
+        # 10k warm-up steps of the schedule (1M steps split over the phases; the re-warm
+        # variant: a schedule of phase 2's own 100k steps)
+        span = c.optim.schedule_total_steps or c.train.num_steps
+        assert round(c.optim.warmup_fraction * span) == 10_000
     methods.validate_config(load_config("bert_pydoc"))
 
 

@@ -4,11 +4,14 @@ Reference: Devlin et al. 2019 sec. 3.1 and google-research/bert ``create_pretrai
 (``create_masked_lm_predictions``):
 
 * per row, ``n = min(max_predictions, max(1, round(rate * m)))`` positions are selected
-  uniformly among the row's ``m`` non-special tokens (``n = 0`` when ``m = 0``). ``round`` is
-  Python's (round half to even: 1.5 -> 2, 4.5 -> 4), evaluated on the host in float64 for every
-  possible ``m`` so the device result equals the reference formula exactly.
-  Deviation: BERT's ``m`` is ``len(tokens)``, which counts [CLS] and [SEP]; here ``m`` counts
-  the selectable tokens only (padding and special positions excluded).
+  uniformly among the row's non-special tokens (``n = 0`` when none is selectable). ``round``
+  is Python's (round half to even: 1.5 -> 2, 4.5 -> 4), evaluated on the host in float64 for
+  every possible ``m`` so the device result equals the reference formula exactly. ``m`` is
+  BERT's ``len(tokens)`` -- every token of the row but padding, [CLS] and [SEP] included
+  (``create_pretraining_data.py`` ``create_masked_lm_predictions``) -- when ``length_mask``
+  (True at the row's tokens, e.g. the attention mask) is given; without it ``m`` counts the
+  selectable (non-special) tokens only. At T = 128 both give 19 (round(0.15 * 128) = 19,
+  round(0.15 * 125) = 19); at T = 512, 77 against 76.
 * each selected position independently becomes [MASK] with probability 0.8, a token drawn
   uniformly from ``[0, vocab_size)`` with probability 0.1, and keeps its token with
   probability 0.1. The prediction targets are the original ids at the selected positions.
@@ -91,7 +94,8 @@ def _select_whole_words(bits, special, word_start, n):
 
 def mask_tokens(key: jax.Array, ids: jax.Array, special: jax.Array, *, mask_id: int,
                 vocab_size: int, rate: float = 0.15, max_predictions: int | None = None,
-                word_start: jax.Array | None = None, row_offset=0) -> tuple[jax.Array, jax.Array]:
+                word_start: jax.Array | None = None, row_offset=0,
+                length_mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Select and corrupt tokens for masked-language modelling (BERT's 15% with 80/10/10).
 
     Args:
@@ -113,6 +117,9 @@ def mask_tokens(key: jax.Array, ids: jax.Array, special: jax.Array, *, mask_id: 
         80/10/10 decision is then made per token, as in BERT.
       row_offset: global index of row 0 of ``ids`` (int or traced int32), so the rows of a
         slice of the batch match the same rows of the whole batch.
+      length_mask: optional bool ``[B, T]``, True at the tokens that count in ``m`` (BERT's
+        ``len(tokens)``: every non-padding token, [CLS] and [SEP] included). None: ``m`` is
+        the number of non-special tokens.
 
     Returns:
       inputs: int32 ``[B, T]``, the corrupted ids fed to the model.
@@ -124,6 +131,8 @@ def mask_tokens(key: jax.Array, ids: jax.Array, special: jax.Array, *, mask_id: 
                          f"special {special.shape}")
     if word_start is not None and word_start.shape != ids.shape:
         raise ValueError(f"word_start must have the shape of ids {ids.shape}; got {word_start.shape}")
+    if length_mask is not None and length_mask.shape != ids.shape:
+        raise ValueError(f"length_mask must have the shape of ids {ids.shape}; got {length_mask.shape}")
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"mask rate={rate} must be in (0, 1]; BERT uses 0.15")
     if max_predictions is not None and max_predictions < 1:
@@ -132,17 +141,19 @@ def mask_tokens(key: jax.Array, ids: jax.Array, special: jax.Array, *, mask_id: 
         raise ValueError(f"vocab_size={vocab_size} must be >= 1")
     return _mask_tokens(key, jnp.asarray(ids), jnp.asarray(special, bool),
                         None if word_start is None else jnp.asarray(word_start, bool),
-                        jnp.asarray(row_offset, jnp.uint32), mask_id=int(mask_id),
-                        vocab_size=int(vocab_size), rate=float(rate),
+                        jnp.asarray(row_offset, jnp.uint32),
+                        None if length_mask is None else jnp.asarray(length_mask, bool),
+                        mask_id=int(mask_id), vocab_size=int(vocab_size), rate=float(rate),
                         max_predictions=max_predictions)
 
 
 @functools.partial(jax.jit, static_argnames=("mask_id", "vocab_size", "rate", "max_predictions"))
-def _mask_tokens(key, ids, special, word_start, row_offset, *, mask_id, vocab_size, rate,
-                 max_predictions):
+def _mask_tokens(key, ids, special, word_start, row_offset, length_mask, *, mask_id, vocab_size,
+                 rate, max_predictions):
     batch, seq_len = ids.shape
     table = jnp.asarray(_num_to_predict_table(seq_len, rate, max_predictions))
-    n = table[jnp.sum(~special, axis=1)]                                     # [B]
+    counted = ~special if length_mask is None else length_mask
+    n = table[jnp.sum(counted, axis=1)]                                      # [B]
     row_keys = rng.example_keys(key, batch, row_offset)
     ws = jnp.ones_like(special) if word_start is None else word_start
 

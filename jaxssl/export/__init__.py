@@ -170,7 +170,8 @@ def export_run(config, workdir: str, fmt: str, out: str, step: int | None = None
         path, sub = _find(params, _is_vit, "ViT (patch_embed + blocks_0)", config)
         heads, pool = vit_heads_and_pool(config)
         image_size = int(config.data.image_size)
-        tensors = timm.vit_state_dict(sub, image_size=image_size)
+        tensors = timm.vit_state_dict(sub, image_size=image_size,
+                                      sincos_layout=config.model.get("sincos_layout", "mae"))
         save_state_dict(tensors, out)
         summary["load"] = timm.timm_kwargs(sub, image_size=image_size, num_heads=heads, pool=pool)
     else:

@@ -60,7 +60,8 @@ def depth_of(params: Mapping) -> int:
     return len(indices)
 
 
-def vit_state_dict(params: Mapping, *, image_size: int) -> dict[str, np.ndarray]:
+def vit_state_dict(params: Mapping, *, image_size: int,
+                   sincos_layout: str = "mae") -> dict[str, np.ndarray]:
     """timm ``VisionTransformer`` state dict (``num_classes=0``) of a jaxssl ViT's params.
 
     Args:
@@ -68,6 +69,8 @@ def vit_state_dict(params: Mapping, *, image_size: int) -> dict[str, np.ndarray]
         ``norm`` and, for learned positions, ``pos_embed``).
       image_size: side of the (square) training images; with fixed sincos positions it sets
         the ``(image_size / p)^2`` grid of the exported ``pos_embed``.
+      sincos_layout: the run's ``model.sincos_layout`` ('mae' or 'mocov3'): which table the
+        model was trained with (fixed positions are not in the params).
 
     Returns:
       ``{timm key: float32 array}``.
@@ -84,7 +87,7 @@ def vit_state_dict(params: Mapping, *, image_size: int) -> dict[str, np.ndarray]
             raise ValueError(f"learned pos_embed has shape {pos.shape}, but data.image_size="
                              f"{image_size} with patch {patch} needs (1, {1 + grid * grid}, {dim})")
     else:
-        table = sincos_2d_position_embedding(grid, grid, dim)
+        table = sincos_2d_position_embedding(grid, grid, dim, layout=sincos_layout)
         pos = np.concatenate([np.zeros((1, dim), np.float32), table])[None]
     out["pos_embed"] = pos
     out["patch_embed.proj.weight"] = np.ascontiguousarray(np.transpose(kernel, (3, 2, 0, 1)))

@@ -33,10 +33,13 @@ Config section ``config.mae`` (:func:`default_config` gives every field with MAE
   pool              'cls' | 'gap': the evaluation feature
   pixel_mean, pixel_std   per-channel input normalisation (1 or C values; ImageNet's by default)
 
-Weight decay (MAE: every 1-D parameter and the tokens are excluded): the optimizer's
-``ndim <= 1`` rule spares biases, LayerNorm parameters and the decoder's ``mask_token``
-(stored 1-D); the encoder's ``cls_token`` ``[1, 1, D]`` needs ``optim.no_decay_names``
-(:data:`NO_DECAY_NAMES`, set by the presets). Position embeddings are fixed, not parameters.
+Weight decay as MAE's (``main_pretrain.py:179``, timm 0.3.2 ``add_weight_decay`` without a
+skip list: every parameter but the 1-D ones and ``.bias``): the optimizer's default
+``ndim > 1`` rule, so biases and LayerNorm parameters are spared and ``cls_token`` /
+``mask_token`` (``[1, 1, D]``) are decayed. Position embeddings are fixed, not parameters.
+
+Model initialisation as MAE's ``models_mae.py``: xavier over the fused qkv kernel
+(``qkv_init='xavier'``), class token N(0, 0.02^2), MAE's sin-cos layout (column first).
 """
 from __future__ import annotations
 
@@ -53,8 +56,9 @@ from jaxssl.models.vit import POOLS, VIT_SIZES, VisionTransformer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: ``optim.no_decay_names`` of the presets: MAE's ``param_groups_weight_decay`` skips the tokens.
-NO_DECAY_NAMES = ("cls_token", "pos_embed", "mask_token")
+#: MAE's encoder initialisation (models_mae.py ``initialize_weights``): fused-qkv xavier,
+#: class token N(0, 0.02^2), sin-cos table with the column first (util/pos_embed.py).
+ENCODER_INIT = dict(qkv_init="xavier", cls_init_std=0.02, sincos_layout="mae")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -154,7 +158,7 @@ class MAE(ImageMethod):
         self.pixel_std = jnp.asarray(std, jnp.float32)
         encoder = VisionTransformer(**encoder_sizes(c.model, m), patch_size=self.patch_size,
                                     pool=m.pool, posemb="sincos2d", dtype=dtype,
-                                    remat=str(c.model.get("remat", "none")))
+                                    remat=str(c.model.get("remat", "none")), **ENCODER_INIT)
         decoder = MAEDecoder(grid_hw=(grid, grid),
                              patch_dim=self.patch_size * self.patch_size * self.channels,
                              hidden_dim=int(m.decoder_dim), depth=int(m.decoder_depth),
@@ -229,4 +233,4 @@ class MAE(ImageMethod):
 
 
 __all__ = ["MAE", "default_config", "encoder_sizes", "IMAGENET_MEAN", "IMAGENET_STD",
-           "NO_DECAY_NAMES"]
+           "ENCODER_INIT"]

@@ -5,8 +5,9 @@ word_start}`` (``[B, T]``, chosen by the step's permutation and gathered on the 
 
 1. masking, keyed by ``rng.step_key(seed, 'mask', step)`` and the row's global index
    (:func:`jaxssl.augment.masking.mask_tokens`): per row ``n = min(P, max(1, round(0.15 m)))``
-   of its ``m`` non-special tokens (or whole words) are selected; 80% -> [MASK], 10% -> a random
-   token, 10% kept. Rows are re-masked every epoch (RoBERTa's dynamic masking).
+   of its non-special tokens (or whole words) are selected, ``m`` = the row's tokens including
+   [CLS] / [SEP] (BERT's ``len(tokens)``; ``mlm.count_special_tokens=False``: without them);
+   80% -> [MASK], 10% -> a random token, 10% kept. Rows are re-masked every epoch (RoBERTa's dynamic masking).
 2. ``positions [B, P]`` of the selected tokens (:func:`gather_masked`, BERT's
    ``masked_lm_positions``), ``P = mlm.max_predictions`` (BERT: 20 at T=128, 80 at T=512).
 3. ``logits [B, P, V] = BertForMLM(inputs, segment_ids, attention_mask, positions)`` — the
@@ -43,6 +44,7 @@ def mlm_defaults() -> dict:
         rate=0.15,                # masked_lm_prob: fraction of a row's non-special tokens selected
         max_predictions=20,       # max_predictions_per_seq, P (BERT: 20 at T=128, 80 at T=512)
         whole_word=False,         # whole-word masking (BERT's do_whole_word_mask)
+        count_special_tokens=True,  # m in round(rate * m) counts [CLS]/[SEP] (BERT's len(tokens))
     )
 
 
@@ -170,7 +172,9 @@ class MaskedLM(Method):
         inputs, weights = masking.mask_tokens(
             key, batch["ids"], batch["special"], mask_id=self.mask_id, vocab_size=self.vocab_size,
             rate=float(mc.rate), max_predictions=self.max_predictions,
-            word_start=batch["word_start"] if mc.whole_word else None, row_offset=row_offset)
+            word_start=batch["word_start"] if mc.whole_word else None, row_offset=row_offset,
+            length_mask=(batch["attention_mask"] > 0) if mc.get("count_special_tokens", True)
+            else None)
         positions, valid = masking.gather_masked(weights, self.max_predictions)
         targets = jnp.take_along_axis(batch["ids"], positions, axis=1)
         return inputs, positions, valid, targets

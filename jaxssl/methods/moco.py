@@ -32,7 +32,9 @@ by 2T (``jaxssl.losses.mocov3_contrastive``); SyncBN (global statistics under ``
 both branches, each view normalised by its own statistics (the reference calls the encoder
 once per view); momentum 0.99 -> 1 on a half cosine. Views may differ (BYOL's asymmetric
 blur / solarize): ``config.augment`` is view 1 and ``config.moco.view2`` overrides fields of
-it for view 2.
+it for view 2. Both views, and the evaluation images, are normalised with
+``data.normalize_mean / normalize_std`` when set (moco-v3 ``main_moco.py``: ImageNet's).
+The ViT predictor ends in BN without affine (``moco.predictor_last_bn``).
 
 Momentum timing: the reference updates the key encoder at the *start* of iteration ``i``
 with ``m(i)``, from the query parameters after iteration ``i - 1``. Here the update runs at
@@ -64,7 +66,7 @@ from jaxssl.methods import momentum as momentum_lib
 from jaxssl.methods import shuffle_bn
 from jaxssl.methods.image import ImageMethod
 from jaxssl.models import heads, registry, resnet
-from jaxssl.models.vit import POOLS, POSEMBS, VIT_SIZES, VisionTransformer
+from jaxssl.models.vit import POOLS, POSEMBS, SINCOS_LAYOUTS, VIT_SIZES, VisionTransformer
 
 _VIT_OVERRIDES = {"vit_hidden_dim": "hidden_dim", "vit_depth": "depth",
                   "vit_num_heads": "num_heads"}
@@ -84,12 +86,16 @@ def moco_config(version: str) -> ml_collections.ConfigDict:
         'groups' | 'off' (``jaxssl.methods.shuffle_bn``); bn_groups: G for 'groups';
         symmetric: False (moco: one direction, one queue) | True (solo-learn MoCo V2+:
         both directions, two queues).
-      v3 only -- projector_num_layers (2 ResNet, 3 ViT); predictor_hidden_dim (4096).
+      v3 only -- projector_num_layers (2 ResNet, 3 ViT); predictor_hidden_dim (4096);
+        predictor_last_bn (False ResNet; True ViT: BN without affine after the predictor,
+        moco-v3 builder.py ``MoCo_ViT``).
     ``config.optim`` gains decay_all_params, no_decay_names, frozen_params and
     lars_classic_momentum (``jaxssl.optim``), so presets and the command line can set them.
     ``config.model`` gains the ViT fields pool ('cls' | 'gap'), posemb ('sincos2d' |
     'learned'), freeze_patch_embed, and vit_hidden_dim / vit_depth / vit_num_heads (0 = the
-    named size's value; for shrunken smoke tests).
+    named size's value; moco-v3's ViT-S sets vit_num_heads=12); v3 also sincos_layout
+    ('mocov3': moco-v3's row-first sin-cos table, ``jaxssl.models.vit``).
+    Input normalisation: ``data.normalize_mean / normalize_std`` (:func:`normalize_input`).
     """
     if version not in ("v2", "v3"):
         raise ValueError(f"moco_config(version={version!r}): use 'v2' or 'v3'")
@@ -113,7 +119,9 @@ def moco_config(version: str) -> ml_collections.ConfigDict:
                                                 symmetric=False))
     else:
         c.moco = ml_collections.ConfigDict(dict(**common, projector_num_layers=2,
-                                                predictor_hidden_dim=4096))
+                                                predictor_hidden_dim=4096,
+                                                predictor_last_bn=False))
+        c.model.sincos_layout = "mocov3"
     c.moco.view2 = ml_collections.ConfigDict()
     return c
 
@@ -153,6 +161,9 @@ def _validate_common(config, version: str) -> None:
             fail("model.pool", model.pool, f"use one of {POOLS}")
         if model.get("posemb", "sincos2d") not in POSEMBS:
             fail("model.posemb", model.posemb, f"use one of {POSEMBS}")
+        if model.get("sincos_layout", "mae") not in SINCOS_LAYOUTS:
+            fail("model.sincos_layout", model.sincos_layout,
+                 f"use one of {SINCOS_LAYOUTS} (moco-v3: 'mocov3', MAE: 'mae')")
         if model.get("freeze_patch_embed", False) and \
                 "patch_embed" not in tuple(config.optim.get("frozen_params", ())):
             fail("optim.frozen_params", tuple(config.optim.get("frozen_params", ())),
@@ -180,6 +191,7 @@ def build_backbone(model_cfg) -> nn.Module:
                                  pool=model_cfg.get("pool", "cls"),
                                  posemb=model_cfg.get("posemb", "sincos2d"),
                                  freeze_patch_embed=bool(model_cfg.get("freeze_patch_embed", False)),
+                                 sincos_layout=model_cfg.get("sincos_layout", "mae"),
                                  dtype=dtype, remat=str(model_cfg.get("remat", "none")))
     if name.startswith("resnet"):
         return registry.create_backbone(name, stem=model_cfg.stem,
@@ -426,6 +438,27 @@ class Predicted(nn.Module):
         return self.predictor(self.encoder(x, train=train), train=train)
 
 
+def normalize_input(images, data_cfg):
+    """``(x - mean) / std`` per channel with ``data.normalize_mean / normalize_std``
+    (torchvision ``Normalize``, after the augmentation); ``images`` unchanged when they are
+    empty. images: ``[B, H, W, C]`` float in [0, 1] -> float32 ``[B, H, W, C]``."""
+    mean, std = tuple(data_cfg.get("normalize_mean", ())), tuple(data_cfg.get("normalize_std", ()))
+    if not mean:
+        return images
+    return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def _validate_normalization(config) -> None:
+    from jaxssl.config import fail
+    mean = tuple(config.data.get("normalize_mean", ()))
+    std = tuple(config.data.get("normalize_std", ()))
+    if len(mean) != len(std) or len(mean) not in (0, 1, 3):
+        fail("data.normalize_mean", mean, f"data.normalize_mean and data.normalize_std (= {std}) "
+             "need the same length: 0 (no normalisation), 1 or 3 (one per channel)")
+    if std and min(std) <= 0:
+        fail("data.normalize_std", std, "every standard deviation must be > 0")
+
+
 class MoCoV3(_MoCoBase):
     """MoCo v3: symmetric in-batch contrastive loss, predictor, cosine momentum."""
 
@@ -441,12 +474,14 @@ class MoCoV3(_MoCoBase):
                  "use 2 (ResNet) or 3 (ViT), as moco-v3")
         if m.predictor_hidden_dim <= 0:
             fail("moco.predictor_hidden_dim", m.predictor_hidden_dim, "use a positive width (4096)")
+        _validate_normalization(config)
 
     def __init__(self, config, mesh, data, total_steps: int):
         super().__init__(config, mesh, data, total_steps)
         m = config.model
-        self.predictor = heads.mocov3_predictor(int(config.moco.predictor_hidden_dim),
-                                                int(m.head_output_dim), dtype=_dtype(m))
+        self.predictor = heads.mocov3_predictor(
+            int(config.moco.predictor_hidden_dim), int(m.head_output_dim),
+            last_bn=bool(config.moco.get("predictor_last_bn", False)), dtype=_dtype(m))
         self.online = Predicted(self.encoder, self.predictor)
 
     def chance_loss(self) -> float:
@@ -475,8 +510,13 @@ class MoCoV3(_MoCoBase):
                         "teacher": {"params": copy(params["encoder"]),
                                     "batch_stats": copy(batch_stats.get("encoder", {}))}}
 
+    def backbone_features(self, params, model_state, images):
+        return super().backbone_features(params, model_state,
+                                         normalize_input(images, self.config.data))
+
     def loss(self, params, model_state, batch, step):
-        view_1, view_2 = self.two_views(batch, step, self.view_cfg_b)
+        view_1, view_2 = (normalize_input(v, self.config.data)
+                          for v in self.two_views(batch, step, self.view_cfg_b))
         online_vars = {"params": params, "batch_stats": model_state["batch_stats"]}
         teacher = jax.lax.stop_gradient(model_state["teacher"])
         teacher_vars = {"params": teacher["params"], "batch_stats": teacher["batch_stats"]}
@@ -496,4 +536,4 @@ class MoCoV3(_MoCoBase):
 
 
 __all__ = ["MoCoV2", "MoCoV3", "Encoder", "Predicted", "enqueue", "build_backbone",
-           "moco_config"]
+           "moco_config", "normalize_input"]

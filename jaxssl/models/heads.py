@@ -19,7 +19,10 @@ preset                 layers (Dense widths: hidden, ..., output)
 ``mocov3_projector``   (Dense-BN-ReLU) x (n-1), Dense-BN(no affine); no Dense biases.
                        facebookresearch/moco-v3 ``builder.py`` ``_build_mlp(last_bn=True)``;
                        n = 2 for ResNet-50, 3 for ViT; hidden 4096, out 256.
-``mocov3_predictor``   Dense-BN-ReLU-Dense, no biases, no last BN. ``_build_mlp(2, ..., False)``.
+``mocov3_predictor``   Dense-BN-ReLU-Dense, no biases; ResNet: no last BN (``_build_mlp(2, dim,
+                       mlp_dim, dim, False)``, builder.py ``MoCo_ResNet``); ViT
+                       (``last_bn=True``): then BN without affine (``_build_mlp(2, dim,
+                       mlp_dim, dim)``, ``last_bn`` defaults to True, builder.py ``MoCo_ViT``).
 =====================  ======================================================================
 
 A Dense layer followed by BN never has a bias: BN's mean subtraction cancels it (the
@@ -142,9 +145,14 @@ def mocov3_projector(hidden_dim: int = 4096, output_dim: int = 256, num_layers: 
                           use_bias=False, kernel_init=torch_linear_kernel_init, **kwargs)
 
 
-def mocov3_predictor(hidden_dim: int = 4096, output_dim: int = 256, **kwargs) -> ProjectionHead:
-    """MoCo v3 predictor: Dense-BN-ReLU-Dense, no biases, no last BN."""
-    return ProjectionHead(hidden_dim, output_dim, num_layers=2, use_bn=True, last_bn=False,
+def mocov3_predictor(hidden_dim: int = 4096, output_dim: int = 256, last_bn: bool = False,
+                     **kwargs) -> ProjectionHead:
+    """MoCo v3 predictor: Dense-BN-ReLU-Dense, no biases; ``last_bn=True`` appends a BN
+    without scale or offset (``BatchNorm1d(dim, affine=False)``), as moco-v3's ViT predictor
+    (builder.py ``MoCo_ViT``: ``_build_mlp(2, dim, mlp_dim, dim)``); ``False`` is its ResNet
+    predictor (``MoCo_ResNet``: ``_build_mlp(2, dim, mlp_dim, dim, False)``)."""
+    return ProjectionHead(hidden_dim, output_dim, num_layers=2, use_bn=True, last_bn=last_bn,
+                          last_bn_scale=False, last_bn_center=False,
                           use_bias=False, kernel_init=torch_linear_kernel_init, **kwargs)
 
 

@@ -15,13 +15,17 @@ Flax paths follow the reference's names: ``encoder/...`` (timm names, see ``vit.
 ``decoder/decoder_norm``, ``decoder/decoder_pred``.
 
 Initialisation as the reference's ``initialize_weights``: Dense kernels xavier-uniform with
-zero bias, LayerNorm (1, 0), ``mask_token`` N(0, 0.02^2). Deviations: the decoder blocks are
-``vit.EncoderBlock`` whose fused ``qkv`` kernel is initialised with the fans of one of Q, K, V
-(MoCo v3's rule; MAE's xavier uses the fused [D, 3D] shape), and the encoder's class token is
-``vit.py``'s N(0, 1e-6^2) (MAE: 0.02). ``mask_token`` is stored as a vector ``[D]`` (MAE:
-``[1, 1, D]``), so the optimizer's ``ndim <= 1`` rule leaves it out of weight decay, as MAE's
-``param_groups_weight_decay`` does for every 1-D parameter and the tokens (the encoder's
-``cls_token`` is left out by name: ``optim.no_decay_names``).
+zero bias -- including the fused ``qkv`` kernels of encoder and decoder blocks, xavier over
+the whole [D, 3D] shape (``qkv_init='xavier'``) -- LayerNorm (1, 0), ``mask_token`` and the
+encoder's ``cls_token`` N(0, 0.02^2) (the encoder is built with ``cls_init_std=0.02`` by
+:class:`jaxssl.methods.mae.MAE`). One difference: the patch projection's bias starts at 0
+(MAE leaves torch's Conv2d default bias init, U(+-1/sqrt(p*p*C)), in place).
+
+``mask_token`` is ``[1, 1, D]`` as MAE's, so the optimizer's ``ndim > 1`` rule decays it, as
+MAE's optimizer does: ``main_pretrain.py`` builds its param groups with timm 0.3.2's
+``optim_factory.add_weight_decay(model, 0.05)`` and no skip list, which exempts only 1-D
+parameters and ``.bias`` names -- ``cls_token [1, 1, 768]`` and ``mask_token [1, 1, 512]``
+are decayed.
 """
 from __future__ import annotations
 
@@ -80,8 +84,8 @@ class MAEDecoder(nn.Module):
         dense = lambda n, name: nn.Dense(n, kernel_init=dense_kernel_init, dtype=self.dtype,  # noqa: E731
                                          param_dtype=jnp.float32, name=name)
         x = dense(self.hidden_dim, "decoder_embed")(latent)                     # [B, 1+K, d]
-        mask_token = self.param("mask_token", nn.initializers.normal(0.02), (self.hidden_dim,),
-                                jnp.float32)
+        mask_token = self.param("mask_token", nn.initializers.normal(0.02),
+                                (1, 1, self.hidden_dim), jnp.float32)
         fill = jnp.broadcast_to(mask_token.astype(x.dtype),
                                 (batch, num_patches - num_visible, self.hidden_dim))
         shuffled = jnp.concatenate([x[:, 1:], fill], axis=1)                     # [B, N, d]
@@ -91,7 +95,8 @@ class MAEDecoder(nn.Module):
         x = x + pos.astype(x.dtype)
         mlp_dim = self.mlp_dim or 4 * self.hidden_dim
         for i in range(self.depth):
-            x = EncoderBlock(self.num_heads, mlp_dim, self.dtype, name=f"decoder_blocks_{i}")(x)
+            x = EncoderBlock(self.num_heads, mlp_dim, self.dtype, qkv_init="xavier",
+                             name=f"decoder_blocks_{i}")(x)
         x = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, param_dtype=jnp.float32,
                          name="decoder_norm")(x)
         return dense(self.patch_dim, "decoder_pred")(x)[:, 1:]

@@ -23,10 +23,21 @@ Flax path                                    timm key
 
 The fused ``qkv`` output is laid out as timm's: ``reshape(B, L, 3, heads, head_dim)``.
 
-Initialisation follows MoCo v3's ``vits.py`` (close to MAE's): Dense kernels xavier-uniform
-(qkv with the fan of one of Q, K, V, as if they were separate layers), biases zero, patch
-projection xavier-uniform over its flattened [p*p*C, D] kernel, class token N(0, 1e-6)
-(MAE uses 0.02), learned positions truncated N(0, 0.02).
+Initialisation (one option per point where MoCo v3 and MAE differ): Dense kernels
+xavier-uniform, biases zero, patch projection xavier-uniform over its flattened [p*p*C, D]
+kernel, learned positions truncated N(0, 0.02), and
+
+* ``qkv_init='mocov3'`` (default): the fused [D, 3D] qkv kernel with the fans of one of Q, K,
+  V, ``U(+-sqrt(6 / (D + D)))`` (moco-v3 ``vits.py`` "treat the weights of Q, K, V
+  separately"); ``'xavier'``: xavier over the fused kernel, ``U(+-sqrt(6 / (D + 3D)))`` (MAE
+  ``models_mae.py`` ``_init_weights`` on every ``nn.Linear``).
+* ``cls_init_std``: class token N(0, std^2); 1e-6 in moco-v3 ``vits.py``, 0.02 in MAE.
+* ``sincos_layout``: which half of the fixed 2-D sin-cos table encodes the row (see
+  :func:`sincos_2d_position_embedding`): ``'mae'`` (column first, MAE ``util/pos_embed.py``)
+  or ``'mocov3'`` (row first, moco-v3 ``vits.py``).
+
+The named sizes: ``vit_small`` is DeiT's / timm's ViT-S (6 heads); moco-v3's ``vit_small`` is
+the same model with 12 heads (head dim 32): the MoCo v3 preset sets ``model.vit_num_heads=12``.
 
 No dropout. Drop path (stochastic depth, timm ``DropPath``) only if ``drop_path_rate > 0`` and
 ``train=True`` (fine-tuning; MoCo v3 and MAE pretrain without it). ``pool='gap_fc_norm'`` is
@@ -46,6 +57,8 @@ from jaxssl.models.remat import remat_block
 
 POOLS = ("cls", "gap", "gap_fc_norm")
 POSEMBS = ("sincos2d", "learned")
+SINCOS_LAYOUTS = ("mae", "mocov3")
+QKV_INITS = ("mocov3", "xavier")
 LN_EPSILON = 1e-6
 
 dense_kernel_init = nn.initializers.xavier_uniform()
@@ -63,27 +76,52 @@ def qkv_kernel_init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -limit, limit)
 
 
+def qkv_init_fn(name: str):
+    """The fused-qkv kernel initialiser named ``name``: 'mocov3' (:func:`qkv_kernel_init`) or
+    'xavier' (xavier-uniform over the whole [D, 3D] kernel, MAE's)."""
+    if name == "mocov3":
+        return qkv_kernel_init
+    if name == "xavier":
+        return dense_kernel_init
+    raise ValueError(f"VisionTransformer qkv_init={name!r} is not one of {QKV_INITS} "
+                     "(moco-v3: 'mocov3', MAE: 'xavier')")
+
+
 def sincos_2d_position_embedding(grid_h: int, grid_w: int, dim: int,
-                                 temperature: float = 10000.0) -> np.ndarray:
+                                 temperature: float = 10000.0,
+                                 layout: str = "mae") -> np.ndarray:
     """Fixed 2-D sine-cosine position embedding, [grid_h * grid_w, dim] float32 (no cls row).
 
-    Row-major over the patch grid (token t = row * grid_w + col). With omega_k =
-    temperature^(-k / (dim / 4)), k = 0 .. dim/4 - 1, the embedding of (row, col) is
-    [sin(col * omega), cos(col * omega), sin(row * omega), cos(row * omega)] -- MAE's
-    ``get_2d_sincos_pos_embed`` (whose first half encodes the column, as its meshgrid puts
-    w first) and MoCo v3's ``build_2d_sincos_position_embedding``.
+    Token ``t`` is the row-major patch ``t = row * grid_w + col``. With omega_k =
+    temperature^(-k / (dim / 4)), k = 0 .. dim/4 - 1, and ``e(a) = [sin(a omega), cos(a omega)]``:
+
+    * ``layout='mae'``: token t gets ``[e(col), e(row)]`` -- MAE ``util/pos_embed.py``
+      ``get_2d_sincos_pos_embed`` (``np.meshgrid(grid_w, grid_h)``, 'xy' indexing, puts the
+      column in its first half).
+    * ``layout='mocov3'``: token t gets ``[e(t // grid_h), e(t % grid_h)]`` -- moco-v3
+      ``vits.py`` ``build_2d_sincos_position_embedding`` (``torch.meshgrid(grid_w, grid_h)``,
+      'ij' indexing, flattened). On a square grid that is ``[e(row), e(col)]``: the row
+      first, the halves of MAE's table swapped.
     """
     if dim % 4:
         raise ValueError(
             f"sincos2d position embedding needs hidden_dim divisible by 4, got {dim}; "
             "change model.hidden_dim or use posemb='learned'")
+    if layout not in SINCOS_LAYOUTS:
+        raise ValueError(f"sincos layout={layout!r} is not one of {SINCOS_LAYOUTS} "
+                         "(config field model.sincos_layout; MAE: 'mae', MoCo v3: 'mocov3')")
     omega = 1.0 / temperature ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
-    rows, cols = np.meshgrid(np.arange(grid_h, dtype=np.float64),
-                             np.arange(grid_w, dtype=np.float64), indexing="ij")
-    angle_col = cols.reshape(-1, 1) * omega[None, :]
-    angle_row = rows.reshape(-1, 1) * omega[None, :]
-    table = np.concatenate([np.sin(angle_col), np.cos(angle_col),
-                            np.sin(angle_row), np.cos(angle_row)], axis=1)
+    t = np.arange(grid_h * grid_w)
+    if layout == "mae":
+        first, second = t % grid_w, t // grid_w          # (col, row)
+    else:
+        first, second = t // grid_h, t % grid_h          # (row, col) on a square grid
+
+    def encode(a):
+        angle = a.astype(np.float64)[:, None] * omega[None, :]
+        return [np.sin(angle), np.cos(angle)]
+
+    table = np.concatenate(encode(first) + encode(second), axis=1)
     return table.astype(np.float32)
 
 
@@ -92,11 +130,12 @@ class SelfAttention(nn.Module):
 
     num_heads: int
     dtype: Any = jnp.float32
+    qkv_init: str = "mocov3"
 
     @nn.compact
     def __call__(self, x):
         batch, length, dim = x.shape
-        qkv = nn.Dense(3 * dim, kernel_init=qkv_kernel_init, dtype=self.dtype,
+        qkv = nn.Dense(3 * dim, kernel_init=qkv_init_fn(self.qkv_init), dtype=self.dtype,
                        param_dtype=jnp.float32, name="qkv")(x)
         qkv = qkv.reshape(batch, length, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, L, heads, head_dim]
@@ -141,6 +180,7 @@ class EncoderBlock(nn.Module):
     num_heads: int
     mlp_dim: int
     dtype: Any = jnp.float32
+    qkv_init: str = "mocov3"
     drop_path: float = 0.0
 
     @nn.compact
@@ -149,7 +189,8 @@ class EncoderBlock(nn.Module):
                                          param_dtype=jnp.float32, name=name)
         branch = lambda y: (drop_path(y, self.drop_path, self.make_rng("dropout"))
                             if train and self.drop_path > 0 else y)
-        x = x + branch(SelfAttention(self.num_heads, self.dtype, name="attn")(norm("norm1")(x)))
+        x = x + branch(SelfAttention(self.num_heads, self.dtype, self.qkv_init,
+                                     name="attn")(norm("norm1")(x)))
         return x + branch(MlpBlock(self.mlp_dim, self.dtype, name="mlp")(norm("norm2")(x)))
 
 
@@ -166,6 +207,9 @@ class VisionTransformer(nn.Module):
         tokens, class token excluded, then a new LayerNorm ``fc_norm`` (eps 1e-6); the final
         ``norm`` is not used and has no parameters).
       posemb: 'sincos2d' (fixed) or 'learned'.
+      sincos_layout: 'mae' (column first) or 'mocov3' (row first); sincos2d only.
+      qkv_init: 'mocov3' (fans of one of Q, K, V) or 'xavier' (fans of the fused kernel).
+      cls_init_std: the class token's init N(0, std^2) (moco-v3 1e-6, MAE 0.02).
       freeze_patch_embed: MoCo v3's "stop-grad conv1": the patch projection's output goes
         through ``jax.lax.stop_gradient``, so its kernel and bias get exactly zero gradient.
         (The optimizer must also leave them out of weight decay, as torch's
@@ -194,6 +238,9 @@ class VisionTransformer(nn.Module):
     dtype: Any = jnp.float32
     remat: str = "none"
     drop_path_rate: float = 0.0
+    sincos_layout: str = "mae"
+    qkv_init: str = "mocov3"
+    cls_init_std: float = 1e-6
 
     @property
     def feature_dim(self) -> int:
@@ -210,14 +257,19 @@ class VisionTransformer(nn.Module):
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"VisionTransformer hidden_dim={self.hidden_dim} is not divisible "
                              f"by num_heads={self.num_heads}; change one of them")
-        self.cls_token = self.param("cls_token", nn.initializers.normal(1e-6),
+        if self.sincos_layout not in SINCOS_LAYOUTS:
+            raise ValueError(f"VisionTransformer sincos_layout={self.sincos_layout!r} is not one "
+                             f"of {SINCOS_LAYOUTS} (config field model.sincos_layout)")
+        qkv_init_fn(self.qkv_init)  # names the field if unknown
+        self.cls_token = self.param("cls_token", nn.initializers.normal(self.cls_init_std),
                                     (1, 1, self.hidden_dim), jnp.float32)
         mlp_dim = self.mlp_dim or 4 * self.hidden_dim
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"VisionTransformer drop_path_rate={self.drop_path_rate} must be in "
                              "[0, 1) (MAE fine-tuning ViT-B: 0.1)")
         block_cls = remat_block(EncoderBlock, self.remat, static_argnums=(2,))
-        self.blocks = [block_cls(self.num_heads, mlp_dim, self.dtype, drop_path=rate)
+        self.blocks = [block_cls(self.num_heads, mlp_dim, self.dtype, qkv_init=self.qkv_init,
+                                 drop_path=rate)
                        for rate in drop_path_rates(self.drop_path_rate, self.depth)]
         self.norm = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, param_dtype=jnp.float32)
         self.fc_norm = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype,
@@ -242,7 +294,8 @@ class VisionTransformer(nn.Module):
             tokens = jax.lax.stop_gradient(tokens)
         tokens = tokens.reshape(tokens.shape[0], grid_h * grid_w, self.hidden_dim)
         if self.posemb == "sincos2d":
-            pos = jnp.asarray(sincos_2d_position_embedding(grid_h, grid_w, self.hidden_dim))
+            pos = jnp.asarray(sincos_2d_position_embedding(grid_h, grid_w, self.hidden_dim,
+                                                           layout=self.sincos_layout))
         else:
             pos = self.param("pos_embed", nn.initializers.truncated_normal(0.02),
                              (1, 1 + grid_h * grid_w, self.hidden_dim), jnp.float32)[0, 1:]
@@ -298,19 +351,22 @@ VIT_SIZES = {
 
 def vit_tiny(**kwargs) -> VisionTransformer:
     """ViT-Ti: D 192, 12 blocks, 3 heads, MLP 768 (5.5M params at /16, 224 px)."""
-    return VisionTransformer(**VIT_SIZES["vit_tiny"], **kwargs)
+    return VisionTransformer(**dict(VIT_SIZES["vit_tiny"], **kwargs))
 
 
 def vit_small(**kwargs) -> VisionTransformer:
-    """ViT-S: D 384, 12 blocks, 6 heads, MLP 1536 (21.7M params at /16, 224 px)."""
-    return VisionTransformer(**VIT_SIZES["vit_small"], **kwargs)
+    """ViT-S: D 384, 12 blocks, 6 heads, MLP 1536 (21.7M params at /16, 224 px): DeiT's and
+    timm's ``vit_small_patch16_224``. moco-v3's ``vit_small`` has ``num_heads=12`` (same
+    parameters, head dim 32): ``vit_small(num_heads=12)`` or ``model.vit_num_heads=12``."""
+    return VisionTransformer(**dict(VIT_SIZES["vit_small"], **kwargs))
 
 
 def vit_base(**kwargs) -> VisionTransformer:
     """ViT-B: D 768, 12 blocks, 12 heads, MLP 3072 (85.8M params at /16, 224 px, learned pos)."""
-    return VisionTransformer(**VIT_SIZES["vit_base"], **kwargs)
+    return VisionTransformer(**dict(VIT_SIZES["vit_base"], **kwargs))
 
 
 __all__ = ["VisionTransformer", "EncoderBlock", "SelfAttention", "MlpBlock",
            "sincos_2d_position_embedding", "vit_tiny", "vit_small", "vit_base", "VIT_SIZES",
-           "qkv_kernel_init", "POOLS", "POSEMBS", "drop_path", "drop_path_rates"]
+           "qkv_kernel_init", "qkv_init_fn", "POOLS", "POSEMBS", "SINCOS_LAYOUTS", "QKV_INITS",
+           "drop_path", "drop_path_rates"]
