@@ -48,7 +48,7 @@ with fresh Adam moments (as run_pretraining.py with init_checkpoint: optimizatio
 comment, m / v are not loaded); it must reuse phase 1's vocabulary
 (data.vocab_file=<phase 1 workdir>/vocab.txt). The packed rows are held in host and device
 memory, so cap data.max_train_documents to what the devices hold.
-Every field against its source: docs/recipes_mocov3_mae_bert.md.
+Every field against its source: docs/recipes.md.
 """
 from jaxssl.config import parse_arg
 from jaxssl.methods.mlm import mlm_base_config

@@ -24,7 +24,7 @@ linear warmup (5%) and linear decay and global-norm clipping at 1.0, at a small-
 learning rate of 1e-3 (BERT-base: 1e-4), batch 32; n = round(0.15 x len(tokens)) with [CLS] /
 [SEP] counted, as create_pretraining_data.py. Deviation kept for this quickstart: Adam with
 bias correction (optax; BERT's AdamWeightDecayOptimizer has none: optim.adam_bias_correction).
-Every field against its source: docs/recipes_mocov3_mae_bert.md.
+Every field against its source: docs/recipes.md.
 """
 from jaxssl.methods.mlm import mlm_base_config
 

@@ -12,7 +12,7 @@ Expected:  83.6 ImageNet top-1 after end-to-end fine-tuning (MAE ViT-B/16, 1600-
            TF-TPU; the PyTorch repo gives 67.8) under MAE's main_linprobe.py protocol:
            BatchNorm1d(affine=False) before the classifier, LARS, blr 0.1 x B/256, B 16384,
            90 epochs, 10 warm-up epochs. The pretraining below is that recipe (remaining
-           deviations: docs/recipes_mocov3_mae_bert.md); jaxssl's own linear probe is not
+           deviations: docs/recipes.md); jaxssl's own linear probe is not
            MAE's protocol, so its number is not comparable to 68.0.
 
 Recipe (MAE paper appendix A.1, main_pretrain.py): ViT-B/16 encoder on 224x224 images with

@@ -21,7 +21,7 @@ Expected:  ImageNet linear-probe top-1 of the reference's pretrained models, und
                                                          CONFIG.md lines 76-96)
              vit_small 73.2, vit_base 76.7               (README.md ViT table, CONFIG.md 194-209)
            Each variant runs the pretraining command of its row; the deviations that remain
-           are listed in docs/recipes_mocov3_mae_bert.md (SyncBN statistics over the global
+           are listed in docs/recipes.md (SyncBN statistics over the global
            batch, per-step schedules, the TPU-friendly augmentation ops). jaxssl's own linear
            probe is not moco-v3's protocol (eval.linear_protocol below), so a number from it is
            not comparable to these.

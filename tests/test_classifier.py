@@ -197,3 +197,23 @@ def test_finetune_resumes_bit_for_bit_after_sigkill_and_saves_on_sigterm(
     assert {"params", "model_state", "opt_state", "step"} <= set(kill_row.facts["hashes_ref"])
     assert term_row.facts["rc"] == train.EXIT_PREEMPTED, drill_helpers.tail(term_row.facts["log"])
     assert kill_row.passed and term_row.passed, (kill_row.figure, term_row.figure)
+
+
+EVAL_PRESETS = [("simclr_imagenet_linear", a) for a in ("v1", "readme", "v2")] + [
+    ("mocov2_imagenet_linear", None), ("mae_vit_base_imagenet_linprobe", None),
+    ("mae_vit_base_imagenet_finetune", None), ("simclr_digits_finetune", None),
+    ("mae_digits_finetune", None), ("simclr_imagenet_semisup", "1pct"),
+    ("simclr_imagenet_semisup", "10pct"), ("bert_pydoc_classify", None)] + [
+    ("mocov3_imagenet_linear", a) for a in ("r50", "r50_300ep", "r50_1000ep", "vit_small",
+                                            "vit_base")] + [
+    ("mocov3_imagenet_finetune", a) for a in ("vit_small", "vit_base")] + [
+    ("bert_glue", t) for t in ("sst2", "mnli", "cola", "mrpc", "qqp", "qnli", "rte", "wnli")]
+
+
+@pytest.mark.parametrize("name, arg", EVAL_PRESETS)
+def test_evaluation_presets_validate_and_name_their_pretraining(name, arg):
+    from jaxssl import methods
+    config = load_preset(name, arg)
+    methods.validate_config(config, num_devices=8, num_processes=1)
+    assert config.classifier.pretrain_method in ("simclr", "moco_v2", "moco_v3", "mae", "mlm")
+    assert config.train.num_steps == 0 and config.train.num_epochs > 0

@@ -67,6 +67,9 @@ def recipe_tables(path=RECIPES_MD):
                 current = (heading.group(1), heading.group(2))
                 tables.setdefault(current, [])
                 continue
+            if line.startswith("#"):  # any other heading ends the table
+                current = None
+                continue
             row = re.match(r"^\|\s*`([\w.]+)`\s*\|\s*`([^`]*)`\s*\|", line)
             if row and current is not None:
                 tables[current].append((row.group(1), row.group(2)))

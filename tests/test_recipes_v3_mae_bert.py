@@ -1,7 +1,7 @@
 """MoCo v3, MAE and BERT presets against their reference code.
 
 * Every preset / variant is loaded and checked against the tables of
-  ``docs/recipes_mocov3_mae_bert.md`` (parsed here, so the document and the presets cannot
+  ``docs/recipes.md`` (parsed here, so the document and the presets cannot
   disagree), and validated.
 * Model shapes and formulas against independent references: numpy transcriptions of moco-v3
   ``vits.py`` (sin-cos table, ViT-S heads), MAE ``util/pos_embed.py`` and
@@ -31,7 +31,7 @@ from jaxssl.models import heads
 from jaxssl.models.vit import VisionTransformer, sincos_2d_position_embedding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOC = os.path.join(ROOT, "docs", "recipes_mocov3_mae_bert.md")
+DOC = os.path.join(ROOT, "docs", "recipes.md")
 PRESETS = {"mocov3_imagenet": ["r50", "r50_300ep", "r50_1000ep", "vit_small", "vit_base"],
            "mae_vit_base_imagenet": [None], "mae_digits": [None],
            "bert_base_mlm": ["phase1", "phase2", "phase2_rewarm"], "bert_pydoc": [None]}

@@ -108,7 +108,9 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
         if name not in c.model:
             c.model[name] = value
     c.model.freeze_patch_embed = False
-    mean, std = (), ()
+    # The pretraining's input normalisation (MoCo v3: data.normalize_*; MAE: mae.pixel_*;
+    # ResNet presets normalise inside the backbone, model.input_*, which is kept as is).
+    mean, std = tuple(c.data.get("normalize_mean", ())), tuple(c.data.get("normalize_std", ()))
     if pretrain_method == "mae":  # MAE's encoder: its sizes, pooling and input normalisation
         m = c.mae
         c.model.update(dict(pool=m.pool, posemb="sincos2d", vit_hidden_dim=m.encoder_hidden_dim,
