@@ -16,7 +16,7 @@ Recipe: BERT's fine-tuning (google-research/bert ``run_classifier.py``): [CLS] p
 dropout 0.1 + linear classifier, AdamW (b2 0.999, eps 1e-6, weight decay 0.01, none on
 LayerNorm and biases), linear warm-up over 10% of the steps then linear decay, global-norm
 clipping 1.0, batch 32, length 128. Scaled to the 930 training paragraphs and BERT-tiny:
-30 epochs at lr 3e-4 (BERT-base on GLUE: 3 epochs at 2e-5 to 5e-5).
+10 epochs at lr 3e-4 (BERT-base on GLUE: 3 epochs at 2e-5 to 5e-5).
 """
 from jaxssl.config import load_preset
 from jaxssl.methods.text_classifier import text_classifier_config
@@ -27,7 +27,7 @@ def get_config(arg=None):
     c = text_classifier_config(load_preset("bert_pydoc"))
     c.classifier.baselines = ("random_init", "majority_class")
     c.optim.base_lr = 3e-4
-    c.train.update(dict(batch_size=32, num_epochs=30.0, num_steps=0, log_every_steps=100,
+    c.train.update(dict(batch_size=32, num_epochs=10.0, num_steps=0, log_every_steps=100,
                         checkpoint_every_steps=300))
     c.eval.batch_size = 256
     return c.lock()

@@ -34,6 +34,10 @@ def get_method_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
+# Masked fractions of the masked-prediction sections, checked wherever such a section appears.
+_MASK_FRACTIONS = {"mlm": "rate", "mae": "mask_ratio"}
+
+
 def validate_config(config, num_devices: int | None = None,
                     num_processes: int | None = None) -> None:
     """Every check a config gets before device work: the shared fields
@@ -44,6 +48,12 @@ def validate_config(config, num_devices: int | None = None,
     if config.method not in _METHODS:
         config_lib.fail("method", config.method, f"use one of {list(known_methods())}")
     config_lib.validate(config, num_devices, num_processes)
+    for section, field in _MASK_FRACTIONS.items():
+        if section in config and field in config[section] \
+                and not 0.0 < config[section][field] < 1.0:
+            config_lib.fail(f"{section}.{field}", config[section][field],
+                            "the masked fraction must lie strictly between 0 and 1 "
+                            "(BERT: 0.15, MAE: 0.75)")
     method_cls = get_method_class(config.method)
     method_cls.validate_config(config)
     build.check_names(config, method_cls)
