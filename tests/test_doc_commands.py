@@ -30,7 +30,7 @@ DOC_FILES = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(o
 SHELL_FENCES = ("bash", "sh", "shell")
 
 # Appended to a jaxssl.main command that sets neither train.num_steps nor train.num_epochs.
-SMALL = ("--config.train.num_steps=2", "--config.eval.enabled=False")
+SMALL = ("--config.train.num_steps=2", "--config.optim.warmup_epochs=0.0", "--config.eval.enabled=False")
 
 # regex (searched in the one-line command) -> why it is not run here.
 EXCLUDED = {
