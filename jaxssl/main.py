@@ -2,7 +2,8 @@
 
 Any config field can be overridden: ``--config.train.batch_size=512``. Running the same
 command again resumes from the last checkpoint in DIR. Exit codes are listed in
-``jaxssl.train`` and docs/reliability.md (0 done, 1 error, 3 non-finite abort, 75 preempted).
+``jaxssl.train`` and docs/reliability.md (0 done, 1 error, 3 non-finite abort, 75 preempted
+by SIGTERM, 130 stopped by Ctrl-C after saving the current step).
 ``--distributed`` first calls ``jax.distributed.initialize`` (see :func:`initialize_distributed`).
 
 Training length: a preset sets ``train.num_epochs`` or ``train.num_steps``; giving the other one

@@ -196,7 +196,8 @@ def ensure_prerequisites(command: str, scratch) -> None:
     if "plot_run.py runs/simclr_digits" in command and not (scratch / "runs" / "simclr_digits" / "metrics.jsonl").exists():
         r = run_in(scratch, "python -m jaxssl.main --config=configs/simclr_digits.py "
                             "--workdir=runs/simclr_digits --config.train.num_steps=4 "
-                            "--config.train.log_every_steps=1 --config.eval.enabled=False")
+                            "--config.train.log_every_steps=1 --config.optim.warmup_epochs=0.0 "
+                            "--config.eval.enabled=False")
         assert r.returncode == 0, r.stderr[-3000:]
 
 
