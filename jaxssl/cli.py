@@ -131,8 +131,9 @@ def run(main, *, extra: tuple[type[BaseException], ...] = ()) -> None:
     except KeyboardInterrupt:
         if want_traceback(argv):
             raise
-        print("interrupted (Ctrl-C); the last checkpoint in the workdir, if any, is intact: "
-              "rerun the same command to resume", file=sys.stderr, flush=True)
+        print("interrupted (Ctrl-C); files already written, such as finished checkpoints, are "
+              "intact (a training run resumes when the same command is run again)",
+              file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as err:  # noqa: BLE001 - re-raised below unless it is a user error
         if want_traceback(argv):
