@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 import drill_helpers
@@ -331,7 +331,6 @@ def test_ctrl_c_saves_the_step_exits_130_and_the_rerun_is_bit_identical(tmp_path
         proc.kill()
     assert rc == 130, drill_helpers.tail(text)
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, drill_helpers.tail(text)
-    import re
     m = re.search(r"SIGINT \(Ctrl-C\): saving step (\d+) and exiting with code 130", text)
     assert m, drill_helpers.tail(text)
     step = int(m.group(1))
