@@ -137,8 +137,10 @@ def scratch(tmp_path_factory):
         os.symlink(os.path.join(ROOT, name), d / name)
     bin_dir = d / "_bin"
     bin_dir.mkdir()
-    for name in ("python", "python3"):
-        os.symlink(sys.executable, bin_dir / name)
+    for name in ("python", "python3"):  # a wrapper, not a symlink: a venv's python stays in its venv
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        wrapper.chmod(0o755)
     return d
 
 
