@@ -48,7 +48,7 @@ def want_traceback(argv: list[str] | None = None) -> bool:
                for a in argv[1:])
 
 
-def _raised_by_jaxssl(err: BaseException) -> bool:
+def raised_by_jaxssl(err: BaseException) -> bool:
     """Was ``err`` raised by jaxssl's own code (jaxssl/, configs/, scripts/), not a library?"""
     frames = traceback.extract_tb(err.__traceback__)
     return bool(frames) and os.path.abspath(frames[-1].filename).startswith(_OWN_DIRS)
@@ -111,6 +111,17 @@ def _parse_flags(argv: list[str]) -> list[str]:
         _fail(f"bad command line: {flag_error_line(err)}; see --helpshort")
 
 
+def user_error_line(err: BaseException) -> str | None:
+    """The one line to print for ``err`` if it is a user error (a missing optional package, or
+    a ``ValueError`` raised by jaxssl's own code); None otherwise (or when a traceback is
+    wanted). For command lines that do not use :func:`run` (argparse scripts)."""
+    if want_traceback():
+        return None
+    if isinstance(err, MissingDependencyError) or (isinstance(err, ValueError) and raised_by_jaxssl(err)):
+        return f"error: {one_line(err)}"
+    return None
+
+
 def run(main, *, extra: tuple[type[BaseException], ...] = ()) -> None:
     """``absl.app.run(main)`` with the error reporting of this module (does not return)."""
     argv = list(sys.argv)
@@ -149,7 +160,7 @@ def run(main, *, extra: tuple[type[BaseException], ...] = ()) -> None:
             msg = (_unknown_key_message(err, argv) if isinstance(err, (KeyError, AttributeError))
                    else None) or _config_file_message(argv) or (
                 f"bad command line ({type(err).__name__}: {one_line(err)})")
-        elif isinstance(err, ValueError) and _raised_by_jaxssl(err):
+        elif isinstance(err, ValueError) and raised_by_jaxssl(err):
             msg = str(err)
         elif isinstance(err, OSError) and "Failed loading config file" in str(err):
             msg = f"cannot load the --config file: {one_line(err)}"

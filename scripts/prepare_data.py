@@ -138,14 +138,17 @@ def main(argv=None) -> int:
                         help="image_folder: stratified held-out fraction of a labelled folder")
     parser.add_argument("--split_seed", type=int, default=0, help="image_folder: split seed")
     args = parser.parse_args(argv)
-    from jaxssl.optional import MissingDependencyError
+    from jaxssl import cli
 
     try:
         if args.name == "image_folder":
             return prepare_folder(args)
         return prepare_tfds(args.name, os.path.abspath(args.data_dir or _default_tfds_dir()))
-    except MissingDependencyError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ImportError, ValueError) as err:  # a missing package or a bad argument: one line
+        line = cli.user_error_line(err)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return EXIT_ERROR
 
 
