@@ -27,12 +27,11 @@ EVAL_PREFIX = "eval/"
 
 
 def _figure(width: float, height: float):
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError("jaxssl.plots needs matplotlib: pip install -e '.[plots]' "
-                          "(or pip install matplotlib)") from err
+    from jaxssl import optional
+
+    optional.require("matplotlib", "drawing pictures (jaxssl.plots)")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig

@@ -29,8 +29,10 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # conversion is host work; leave accelerators be
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from jaxssl import cli  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's workdir (holds checkpoints/).")
@@ -46,6 +48,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore step at INFO
     from jaxssl import export
 
+    export.require_writer(_OUT.value, _FORMAT.value)  # a missing torch / safetensors: one line
     summary = export.export_run(_CONFIG.value, _WORKDIR.value, _FORMAT.value, _OUT.value,
                                 step=_STEP.value)
     summary_path = (os.path.join(_OUT.value, "export.json") if _FORMAT.value == "hf_bert"
@@ -57,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

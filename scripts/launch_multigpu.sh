@@ -21,7 +21,11 @@
 #   bash scripts/launch_multigpu.sh --local 2 --cpu --config=configs/simclr_digits.py \
 #     --workdir=/tmp/mp --config.train.num_steps=5 --config.eval.enabled=False
 #
-# Every other argument goes to `python -m jaxssl.main` unchanged ($PYTHON, default python).
+# Ctrl-C in local mode: each process saves its current step and exits; the script exits 130
+# (rerun the same command to resume). A second Ctrl-C kills them at once.
+#
+# Every other argument goes to `python -m jaxssl.main` unchanged ($PYTHON, default: python,
+# else python3).
 # The global batch (train.batch_size) is split over all processes; the trainer logs the mesh,
 # the process count and the per-process batch at start. The workdir must be on a filesystem
 # all processes share (NFS, GCS via gs://...).
@@ -42,7 +46,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python}
+if [[ -z "${PYTHON:-}" ]]; then
+  if command -v python > /dev/null; then PYTHON=python; else PYTHON=python3; fi
+fi
 LOCAL=0
 CPU=0
 CPU_DEVICES=1
@@ -57,7 +63,7 @@ while [[ $# -gt 0 ]]; do
     --cpu_devices=*) CPU_DEVICES=${1#*=}; shift ;;
     --port) PORT=$2; shift 2 ;;
     --port=*) PORT=${1#*=}; shift ;;
-    -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo pipefail/{/^set -euo/!p}' "$0"; exit 0 ;;
     *) ARGS+=("$1"); shift ;;
   esac
 done
@@ -72,10 +78,22 @@ if [[ "$LOCAL" -gt 0 ]]; then
     PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   fi
   PIDS=()
+  INTERRUPTS=0
   stop_all() {
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   }
-  trap 'stop_all; exit 130' INT
+  # Ctrl-C: every process finishes its step, saves it and exits (the run resumes with the same
+  # command); a second Ctrl-C kills them at once (the last completed checkpoint stays valid).
+  on_interrupt() {
+    INTERRUPTS=$((INTERRUPTS + 1))
+    if [[ "$INTERRUPTS" == 1 ]]; then
+      echo "launch_multigpu: Ctrl-C: the processes save the current step and exit (Ctrl-C again to stop at once)" >&2
+      stop_all
+    else
+      for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    fi
+  }
+  trap on_interrupt INT
   trap 'stop_all; wait; exit 143' TERM
   echo "launch_multigpu: $LOCAL local processes, coordinator 127.0.0.1:$PORT$([[ $CPU == 1 ]] && echo ", CPU ($CPU_DEVICES device(s) each)")"
   for ((i = 0; i < LOCAL; i++)); do
@@ -93,14 +111,19 @@ if [[ "$LOCAL" -gt 0 ]]; then
   done
   STATUS=0
   for i in "${!PIDS[@]}"; do
-    code=0
-    wait "${PIDS[$i]}" || code=$?
+    while true; do  # a trapped Ctrl-C interrupts `wait` (code > 128) while the process runs on
+      code=0
+      wait "${PIDS[$i]}" || code=$?
+      if [[ "$code" -gt 128 ]] && kill -0 "${PIDS[$i]}" 2>/dev/null; then continue; fi
+      break
+    done
     if [[ "$code" != 0 ]]; then
       echo "launch_multigpu: process $i exited with code $code" >&2
       [[ "$STATUS" == 0 ]] && STATUS=$code
       stop_all  # the others would wait forever on a collective with a dead peer
     fi
   done
+  if [[ "$INTERRUPTS" -gt 0 ]]; then exit 130; fi
   exit "$STATUS"
 fi
 

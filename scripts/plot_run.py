@@ -18,11 +18,12 @@ def main(argv=None) -> int:
     parser.add_argument("workdir", help="the run directory (holds metrics.jsonl)")
     parser.add_argument("--out", default=None, help="PNG to write (default WORKDIR/curves.png)")
     args = parser.parse_args(argv)
-    from jaxssl import plots
+    from jaxssl import optional, plots
 
     try:
+        optional.require("matplotlib", "scripts/plot_run.py (drawing the curves)")
         out = plots.plot_run(args.workdir, args.out)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, optional.MissingDependencyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {out}")

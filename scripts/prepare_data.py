@@ -22,10 +22,11 @@ NAME:
                              Train with --config.data.name=image_folder
                              --config.data.data_dir=OUT.
 
-File formats: imagenet2012 is built as ArrayRecord (jaxssl reads it by index through
-``builder.as_data_source``); every other dataset in tfds' default TFRecord format, which the
-in-memory image loaders and the text corpus reader stream with ``builder.as_dataset`` (tfds
-4.9 cannot ``as_dataset`` ArrayRecord files). The script prints where the files go first.
+File formats: the image datasets are built as ArrayRecord, which jaxssl reads through tfds'
+random-access data source (``builder.as_data_source``) without TensorFlow; text corpora in
+tfds' default TFRecord format, which the corpus reader streams with ``builder.as_dataset``
+(TensorFlow). Preparing always needs TensorFlow (``pip install -e '.[data]'``); without it the
+script says so in one line and exits 1. The script prints where the files go first.
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ import sys
 
 IMAGE_DATASETS = ("cifar10", "cifar100", "stl10", "imagenet2012")
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
-RANDOM_ACCESS = ("imagenet2012",)  # read by index (as_data_source): ArrayRecord
+RANDOM_ACCESS = IMAGE_DATASETS  # read by index (as_data_source, no TensorFlow): ArrayRecord
 EXIT_MISSING_FILES = 2
+EXIT_ERROR = 1
 
 
 def _default_tfds_dir() -> str:
@@ -67,10 +69,11 @@ def prepare_tfds(name: str, data_dir: str) -> int:
                   file=sys.stderr)
             return EXIT_MISSING_FILES
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from jaxssl import optional
 
+    tf = optional.require("tensorflow", f"preparing {name} (tensorflow-datasets builds it with TensorFlow)")
     tf.config.set_visible_devices([], "GPU")  # TF only decodes and writes files here
-    import tensorflow_datasets as tfds
+    tfds = optional.require("tensorflow_datasets", f"preparing {name}")
 
     file_format = "array_record" if name in RANDOM_ACCESS else "tfrecord"
     builder = tfds.builder(name, data_dir=data_dir, file_format=file_format)
@@ -135,9 +138,18 @@ def main(argv=None) -> int:
                         help="image_folder: stratified held-out fraction of a labelled folder")
     parser.add_argument("--split_seed", type=int, default=0, help="image_folder: split seed")
     args = parser.parse_args(argv)
-    if args.name == "image_folder":
-        return prepare_folder(args)
-    return prepare_tfds(args.name, os.path.abspath(args.data_dir or _default_tfds_dir()))
+    from jaxssl import cli
+
+    try:
+        if args.name == "image_folder":
+            return prepare_folder(args)
+        return prepare_tfds(args.name, os.path.abspath(args.data_dir or _default_tfds_dir()))
+    except (ImportError, ValueError) as err:  # a missing package or a bad argument: one line
+        line = cli.user_error_line(err)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

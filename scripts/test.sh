@@ -2,7 +2,10 @@
 # Install jaxssl with its test extra and run the whole test suite on the CPU
 # (8 fake devices are forced by tests/conftest.py).
 #   bash scripts/test.sh [pytest args...]
+# Python: $PYTHON, else python, else python3; installed into the active virtual/conda
+# environment, else into .venv in this checkout (created once, reused; scripts/python_env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install -q -e '.[test]'
-python -m pytest -q "$@"
+source scripts/python_env.sh
+jaxssl_install test
+"$JAXSSL_PY" -m pytest -q "$@"

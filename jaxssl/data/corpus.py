@@ -15,7 +15,9 @@ split; the rest is ``'train'``. The split depends only on the names, so it is th
 run; the texts themselves are those of the running Python (3.11 and 3.12 differ slightly).
 
 tensorflow-datasets sources (``wikipedia/20230601.en``, ``c4``, ``lm1b``, ...) are read by
-:func:`load_tfds_text` from a prepared ``data_dir``; nothing is downloaded here.
+:func:`load_tfds_text` from a prepared ``data_dir``; nothing is downloaded here. TFRecord files
+(tfds' default, what ``scripts/prepare_data.py`` writes for text) are read with TensorFlow
+(``pip install -e '.[data]'``); a corpus prepared as ArrayRecord is read without it.
 """
 from __future__ import annotations
 
@@ -98,20 +100,42 @@ def load_pydoc_corpus(split: str, include_modules: bool = True) -> list[str]:
     return [docs[n] for n in pydoc_split_names(split, include_modules)]
 
 
-def _import_tfds():
-    """Import tensorflow-datasets lazily, with TensorFlow kept off GPUs/TPUs (JAX owns them)."""
-    try:
-        import tensorflow as tf
-        import tensorflow_datasets as tfds
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError("load_tfds_text needs tensorflow-datasets and tensorflow; "
-                          "install them with `pip install -e .[data]`") from e
+def _import_tfds(name: str):
+    """Import tensorflow-datasets and TensorFlow (which reads the TFRecord text files), with
+    TensorFlow kept off GPUs/TPUs (JAX owns them); a missing one raises a one-line
+    :class:`jaxssl.optional.MissingDependencyError`."""
+    from jaxssl import optional
+
+    tf = optional.require("tensorflow", f"reading the tfds text corpus {name!r} (TFRecord files)")
+    tfds = optional.require("tensorflow_datasets", f"reading the tfds text corpus {name!r}")
     try:
         tf.config.set_visible_devices([], "GPU")
         tf.config.set_visible_devices([], "TPU")
     except (RuntimeError, ValueError):
         pass  # already initialised, or no such device type in this build
     return tfds
+
+
+def _is_array_record(builder) -> bool:
+    try:
+        return str(getattr(builder.info.file_format, "value", "")) == "array_record"
+    except Exception:  # no metadata
+        return False
+
+
+def check_readable(name: str, data_dir: str | None) -> None:
+    """Fail now, with one line, if reading the tfds text corpus ``name`` needs a missing package
+    (the command line calls this before any device work)."""
+    from jaxssl import optional
+
+    tfds = optional.require("tensorflow_datasets", f"reading the tfds text corpus {name!r}")
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception:  # unknown name etc.: load_tfds_text reports it
+        return
+    if not _is_array_record(builder):
+        optional.require("tensorflow", f"reading (or preparing) the tfds text corpus {name!r} "
+                         "in TFRecord format")
 
 
 def load_tfds_text(name: str, split: str, data_dir: str | None, text_key: str | None = None,
@@ -132,7 +156,9 @@ def load_tfds_text(name: str, split: str, data_dir: str | None, text_key: str | 
     """
     if max_documents is not None and max_documents < 0:
         raise ValueError(f"max_documents={max_documents} must be >= 0 (or None for all)")
-    tfds = _import_tfds()
+    from jaxssl import optional
+
+    tfds = optional.require("tensorflow_datasets", f"reading the tfds text corpus {name!r}")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
@@ -151,6 +177,12 @@ def load_tfds_text(name: str, split: str, data_dir: str | None, text_key: str | 
     if text_key not in features:
         raise ValueError(f"text_key={text_key!r} is not a feature of {name!r}; "
                          f"choose one of {sorted(features)}")
+    if _is_array_record(builder):  # random access, read without TensorFlow
+        source = builder.as_data_source(split)
+        n = len(source) if max_documents is None else min(len(source), max_documents)
+        texts = (source[i][text_key] for i in range(n))
+        return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in texts]
+    tfds = _import_tfds(name)
     try:
         ds = builder.as_dataset(split=split, shuffle_files=False)
     except AssertionError as e:  # tfds signals "not prepared" with an AssertionError

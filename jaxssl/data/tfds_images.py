@@ -3,7 +3,16 @@
 Nothing is downloaded at run time: a dataset must already be prepared in ``data_dir``
 (``python scripts/prepare_data.py NAME --data_dir DIR``); otherwise loading raises
 :class:`DatasetNotPreparedError`, which says how to prepare it and where it looked.
-TensorFlow is imported only when a loader runs, with its GPUs hidden (it only reads files).
+
+**TensorFlow is optional for reading.** A dataset prepared in ArrayRecord format (what
+``scripts/prepare_data.py`` writes) is read through tfds' random-access data source
+(``builder.as_data_source``), which needs tensorflow-datasets, array_record and Pillow but not
+TensorFlow. Only a dataset prepared in TFRecord format (tfds' default) is read with
+``builder.as_dataset``, i.e. TensorFlow (``pip install -e '.[data]'``), imported then with its
+GPUs hidden. Without TensorFlow, such a dataset (or one that is not prepared yet, since
+preparing needs TensorFlow) fails with a one-line
+:class:`jaxssl.optional.MissingDependencyError`; :func:`check_readable` runs that check before
+any device work.
 
 **In memory** (``on_device=True``): cifar10 / cifar100 (32x32x3, splits 'train' / 'test'),
 stl10 (96x96x3, splits 'train' (5k), 'test' (8k), 'unlabelled' (100k) and the expression
@@ -39,6 +48,7 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxssl import optional
 from jaxssl.data.sources import ImageSource
 from jaxssl.rng import stream_id
 
@@ -66,17 +76,58 @@ class DatasetNotPreparedError(RuntimeError):
 
 # ----------------------------------------------------------------------------- tfds access
 
-def _import_tfds():
-    """Import tensorflow_datasets with TensorFlow's GPUs hidden (TF only reads files here)."""
-    import tensorflow as tf
+def _import_tfds(with_tensorflow: bool = False, needed_for: str = "reading tfds datasets"):
+    """Import tensorflow_datasets; with ``with_tensorflow`` also TensorFlow, its GPUs hidden
+    (TF only reads files here). A missing package raises a one-line MissingDependencyError."""
+    if with_tensorflow:
+        tf = optional.require("tensorflow", needed_for)
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:  # TF already initialised its devices (e.g. by the caller): leave it
+            pass
+    return optional.require("tensorflow_datasets", needed_for)
 
+
+def _is_array_record(builder) -> bool:
+    """Is the builder's prepared dataset in ArrayRecord format (readable without TensorFlow)?"""
     try:
-        tf.config.set_visible_devices([], "GPU")
-    except RuntimeError:  # TF already initialised its devices (e.g. by the caller): leave it
-        pass
-    import tensorflow_datasets as tfds
+        return str(getattr(builder.info.file_format, "value", "")) == "array_record"
+    except Exception:  # no metadata
+        return False
 
-    return tfds
+
+def _needs_tensorflow(name: str, split: str, builder, data_dir: str | None) -> None:
+    """Raise a one-line MissingDependencyError when TensorFlow is needed here and missing."""
+    if optional.is_available("tensorflow"):
+        return
+    root = _data_root(builder)
+    if builder.is_prepared():
+        why = (f"reading {name} (split {split!r}), prepared in TFRecord format in "
+               f"{builder.data_dir}, (or preparing it again as ArrayRecord, which is read "
+               f"without TensorFlow)")
+    else:
+        why = (f"{name} is not prepared in {root}; preparing it (python scripts/prepare_data.py "
+               f"{name} --data_dir {root})")
+    raise optional.MissingDependencyError("tensorflow", why, optional.install_command("tensorflow"))
+
+
+def check_readable(name: str, split: str, data_dir: str | None) -> None:
+    """Fail now, with one line, if reading ``split`` of ``name`` needs a package that is missing.
+
+    Cheap (reads the dataset's metadata only); the command line calls it before device work.
+    """
+    tfds = _import_tfds(needed_for=f"reading {name}")
+    from absl import logging
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)  # tfds warns that an unprepared folder has no metadata
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        if name in HOST_CROPPED or _is_array_record(builder):
+            optional.require("PIL", f"decoding {name} images")
+        else:
+            _needs_tensorflow(name, split, builder, data_dir)
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 def _data_root(builder) -> str:
@@ -106,8 +157,9 @@ def _not_prepared(name: str, split: str, builder, data_dir: str | None) -> Datas
         f"{header} Prepare it once (needs network):\n"
         f"  python scripts/prepare_data.py {name} --data_dir {root}\n"
         f"  or: python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
-        f"data_dir='{root}').download_and_prepare()\"\n"
-        f"then set data.data_dir='{root}'.")
+        f"data_dir='{root}', file_format='array_record').download_and_prepare()\"\n"
+        f"then set data.data_dir='{root}'. (Preparing needs TensorFlow: "
+        f"{optional.install_command('tensorflow')}; ArrayRecord files are then read without it.)")
 
 
 def _wrong_format(name: str, builder) -> DatasetNotPreparedError:
@@ -166,20 +218,40 @@ def _read_all(batches, size: int | None) -> tuple[np.ndarray, np.ndarray]:
         raise RuntimeError(f"read {filled} examples but the dataset metadata says {size}")
     return images, labels
 
+
+def _read_data_source(source, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """All examples of a tfds data source (decoded ``{"image", "label"}`` dicts), in index order,
+    as uint8 images and int32 labels; read ``batch`` examples at a time."""
+    n = len(source)
+
+    def batches():
+        for start in range(0, n, batch):
+            idx = list(range(start, min(n, start + batch)))
+            rows = source.__getitems__(idx) if hasattr(source, "__getitems__") else [source[i] for i in idx]
+            yield {"image": np.stack([np.asarray(r["image"], np.uint8) for r in rows]),
+                   "label": np.asarray([int(r["label"]) for r in rows], np.int32)}
+
+    return _read_all(batches(), n)
+
 def load_in_memory(name: str, split: str, data_dir: str | None, field: str = "split") -> ImageSource:
     """cifar10 / cifar100 / stl10 ``split`` as a uint8 ``[N, H, W, 3]`` array (``on_device=True``)."""
     if name not in IN_MEMORY:
         raise ValueError(f"data.name={name!r} is not held in memory; those are {list(IN_MEMORY)}")
     parts = check_split(name, split, field)
-    tfds = _import_tfds()
+    tfds = _import_tfds(needed_for=f"reading {name}")
     builder = tfds.builder(name, data_dir=data_dir)
-    try:
-        dataset = builder.as_dataset(split=split, batch_size=_READ_BATCH)
-    except Exception as err:  # tfds raises AssertionError / FileNotFoundError when data is missing
-        if not builder.is_prepared():
-            raise _not_prepared(name, split, builder, data_dir) from err
-        raise
-    images, labels = _read_all(tfds.as_numpy(dataset), _split_size(builder, split))
+    if _is_array_record(builder):  # random access, no TensorFlow
+        images, labels = _read_data_source(builder.as_data_source(split), _READ_BATCH)
+    else:
+        _needs_tensorflow(name, split, builder, data_dir)
+        tfds = _import_tfds(with_tensorflow=True, needed_for=f"reading {name}")
+        try:
+            dataset = builder.as_dataset(split=split, batch_size=_READ_BATCH)
+        except Exception as err:  # tfds raises AssertionError / FileNotFoundError when data is missing
+            if not builder.is_prepared():
+                raise _not_prepared(name, split, builder, data_dir) from err
+            raise
+        images, labels = _read_all(tfds.as_numpy(dataset), _split_size(builder, split))
     if "unlabelled" in parts:
         labels = None
     return ImageSource(
@@ -364,7 +436,8 @@ def load_host_cropped(name: str, split: str, data_dir: str | None, *, image_size
     if name not in HOST_CROPPED:
         raise ValueError(f"data.name={name!r} is not host-cropped; those are {list(HOST_CROPPED)}")
     check_split(name, split, field)
-    tfds = _import_tfds()
+    tfds = _import_tfds(needed_for=f"reading {name}")
+    optional.require("PIL", f"decoding {name} JPEGs")
     builder = tfds.builder(name, data_dir=data_dir)
     try:
         data_source = builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})

@@ -105,24 +105,29 @@ def _find(params: Mapping, predicate, what: str, config) -> tuple[tuple[str, ...
                          f"{sorted(params)}") from None
 
 
+def require_writer(out: str, fmt: str | None = None):
+    """Import the package that writes ``out`` (torch for ``.pt``/``.pth``, safetensors for
+    ``.safetensors`` and ``hf_bert``); a missing one raises a one-line
+    :class:`jaxssl.optional.MissingDependencyError` (call this before restoring anything)."""
+    from jaxssl import optional
+
+    if fmt == "hf_bert" or out.endswith(".safetensors"):
+        return optional.require("safetensors", f"writing {out} (safetensors)")
+    return optional.require("torch", f"writing {out} with torch.save (or give an --out ending in "
+                            ".safetensors, which needs only the safetensors package)")
+
+
 def save_state_dict(tensors: Mapping[str, np.ndarray], path: str) -> str:
     """Write ``{key: array}`` to ``path``: safetensors for ``*.safetensors``, else ``torch.save``
     of ``{key: torch.Tensor}`` (torch imported here, with a clear error if missing)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     if path.endswith(".safetensors"):
-        try:
-            from safetensors.numpy import save_file
-        except ImportError as err:
-            raise ImportError(f"writing {path} needs safetensors (pip install safetensors)") from err
+        require_writer(path)
+        from safetensors.numpy import save_file
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
                   metadata={"format": "pt"})
         return path
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError(f"writing {path} with torch.save needs PyTorch (pip install torch); "
-                          "or give an --out ending in .safetensors, which needs only the "
-                          "safetensors package") from err
+    torch = require_writer(path)
     torch.save({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, path)
     return path
 
@@ -154,6 +159,7 @@ def export_run(config, workdir: str, fmt: str, out: str, step: int | None = None
     """
     if fmt not in FORMATS:
         raise ValueError(f"--format={fmt!r} is not one of {list(FORMATS)}")
+    require_writer(out, fmt)
     step, params, model_state = restore_variables(workdir, step)
     batch_stats = model_state.get("batch_stats", {}) or {}
     summary: dict[str, Any] = {"format": fmt, "step": step}
@@ -197,5 +203,5 @@ def write_summary(summary: dict, path: str) -> None:
         json.dump(summary, f, indent=2)
 
 
-__all__ = ["FORMATS", "export_run", "restore_variables", "find_subtree", "save_state_dict",
+__all__ = ["FORMATS", "export_run", "require_writer", "restore_variables", "find_subtree", "save_state_dict",
            "vit_heads_and_pool", "write_summary", "hf_bert", "timm", "torchvision"]

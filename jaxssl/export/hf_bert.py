@@ -99,10 +99,10 @@ def hf_config(params: Mapping, *, num_heads: int, layer_norm_eps: float = 1e-12,
 
 def save_pretrained(params: Mapping, out_dir: str, config: dict) -> str:
     """Write ``out_dir/config.json`` and ``out_dir/model.safetensors``; returns ``out_dir``."""
-    try:
-        from safetensors.numpy import save_file
-    except ImportError as err:
-        raise ImportError("exporting to hf_bert needs safetensors (pip install safetensors)") from err
+    from jaxssl import optional
+
+    optional.require("safetensors", "exporting to hf_bert (model.safetensors)")
+    from safetensors.numpy import save_file
     os.makedirs(out_dir, exist_ok=True)
     save_file(bert_state_dict(params), os.path.join(out_dir, SAFETENSORS_FILE),
               metadata={"format": "pt"})

@@ -125,10 +125,10 @@ def timm_kwargs(params: Mapping, *, image_size: int, num_heads: int, pool: str =
 def build_timm_vit(**kwargs):
     """``timm.models.vision_transformer.VisionTransformer(**kwargs)`` (kwargs from
     :func:`timm_kwargs`), imported lazily."""
-    try:
-        from timm.models.vision_transformer import VisionTransformer
-    except ImportError as err:
-        raise ImportError("build_timm_vit needs timm (pip install timm)") from err
+    from jaxssl import optional
+
+    optional.require("timm", "build_timm_vit")
+    from timm.models.vision_transformer import VisionTransformer
     return VisionTransformer(**kwargs)
 
 

@@ -115,12 +115,10 @@ def build_torch_resnet(arch: str, stem: str = "imagenet", in_chans: int = 3):
     model (``conv1`` 3x3 stride 1 padding 1, no bias; ``maxpool = Identity``); ``in_chans``
     other than 3 replaces ``conv1`` with one of that many input channels.
     """
-    try:
-        import torch
-        import torchvision
-    except ImportError as err:
-        raise ImportError("build_torch_resnet needs torch and torchvision "
-                          "(pip install torch torchvision)") from err
+    from jaxssl import optional
+
+    torch = optional.require("torch", "build_torch_resnet")
+    torchvision = optional.require("torchvision", "build_torch_resnet")
     if arch not in ARCHS:
         raise ValueError(f"arch={arch!r} is not one of {list(ARCHS)}")
     model = getattr(torchvision.models, arch)(weights=None)

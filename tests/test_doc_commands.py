@@ -1,0 +1,221 @@
+"""Every command line in README.md and docs/*.md runs as documented (or is excluded, with a reason).
+
+Commands are read from the fenced ``bash``/``sh``/``shell`` blocks of the files (lines joined
+at a trailing backslash, comments dropped), so a new documented command is run by default.
+Each runs with ``bash -c`` in a scratch directory that links ``configs/`` and ``scripts/`` of
+this checkout (relative outputs such as ``runs/...`` land there; absolute ``/tmp/...`` paths
+are moved into it), with ``python`` on PATH being this interpreter. The test may append
+:data:`SMALL` to a ``jaxssl.main`` command that does not set its own length (a short run
+proves the command line; the presets' full runs are the presets' business). A command passes
+when it exits with 0 (or the code the docs promise, :data:`EXPECTED_EXIT`).
+
+:data:`EXCLUDED` lists the commands that cannot run here (a TPU pod, a SLURM cluster, network
+downloads, ImageNet, packages this environment lacks), each with its reason; a stale entry
+(matching no documented command) fails :func:`test_every_exclusion_matches_a_documented_command`.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOC_FILES = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+SHELL_FENCES = ("bash", "sh", "shell")
+
+# Appended to a jaxssl.main command that sets neither train.num_steps nor train.num_epochs.
+SMALL = ("--config.train.num_steps=2", "--config.optim.warmup_epochs=0.0", "--config.eval.enabled=False")
+
+# regex (searched in the one-line command) -> why it is not run here.
+EXCLUDED = {
+    r"^bash scripts/quickstart\.sh$": "pip-installs jaxssl (into .venv outside a virtual "
+                                      "environment) and trains for minutes; checked on a fresh clone",
+    r"^bash scripts/test\.sh$": "runs this test suite",
+    r"configs/FILE\.py\[:VARIANT\]": "a template: FILE, VARIANT, DIR and KEY=VALUE are placeholders",
+    r"launch_tpu_pod\.sh": "needs a Cloud TPU pod slice and gcloud",
+    r"^sbatch ": "needs a SLURM cluster with GPUs",
+    r"JAX_COORDINATOR_ADDRESS=hostA": "needs two GPU hosts named hostA and hostB",
+    r"prepare_data\.py (cifar10|lm1b|wikipedia)": "downloads the dataset (network)",
+    r"configs/simclr_cifar10\.py --workdir=runs/simclr_c10": "needs CIFAR-10 prepared (network)",
+    r"--config\.data\.name=lm1b": "needs lm1b prepared (network)",
+    r"export\.py --config=configs/simclr_cifar10\.py": "needs a CIFAR-10 run and torch "
+                                                       "(tests/test_export.py checks the conversion)",
+    r"export\.py --config=configs/mae_vit_base_imagenet\.py": "needs an ImageNet MAE run",
+    r"export\.py --config=configs/bert_pydoc\.py": "needs safetensors, not installed by the test "
+                                                   "extra (tests/test_export.py checks the conversion)",
+    r"\.\./shared/peers/setup\.sh": "builds the PyTorch peers' environments outside this checkout (~7 GB)",
+    r"scripts/benchmark\.py": "minutes to hours; tests/test_benchmark_script.py runs its plumbing",
+}
+
+# regex -> the exit code the docs promise for it here.
+EXPECTED_EXIT = {
+    r"prepare_data\.py imagenet2012": 2,  # "Without the archives the script exits with code 2"
+}
+
+SLOW_PATTERNS = (r"launch_multigpu\.sh", r"jaxssl\.main", r"plot_run\.py")
+
+
+def documented_commands() -> list[tuple[str, int, str]]:
+    """``(file, line, command)`` for every command line of the shell code blocks of the docs."""
+    out = []
+    for rel in DOC_FILES:
+        with open(os.path.join(ROOT, rel)) as f:
+            lines = f.read().splitlines()
+        fence, pending, start = None, "", 0
+        for number, line in enumerate(lines, 1):
+            stripped = line.strip()
+            if stripped.startswith("```"):
+                fence = None if fence is not None else (stripped[3:].strip() or "text")
+                continue
+            if fence not in SHELL_FENCES:
+                continue
+            text = _drop_comment(line).rstrip()
+            if not pending:
+                start = number
+            if text.endswith("\\"):
+                pending += text[:-1].strip() + " "
+                continue
+            command = (pending + text.strip()).strip()
+            pending = ""
+            if command:
+                out.append((rel, start, command))
+    return out
+
+
+def _drop_comment(line: str) -> str:
+    """``line`` without a shell comment (a ``#`` at a word start, outside quotes)."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i]
+    return line
+
+
+def excluded_reason(command: str) -> str | None:
+    for pattern, reason in EXCLUDED.items():
+        if re.search(pattern, command):
+            return reason
+    return None
+
+
+COMMANDS = documented_commands()
+# The same command in several files is run once.
+RUN = {}
+for _file, _line, _cmd in COMMANDS:
+    if excluded_reason(_cmd) is None:
+        RUN.setdefault(_cmd, f"{_file}:{_line}")
+
+
+def test_commands_are_found_in_readme_and_docs():
+    files = {f for f, _, _ in COMMANDS}
+    assert {"README.md", "docs/ecosystem.md"} <= files, files
+    assert any("launch_multigpu.sh --local 2 --cpu" in c for c in RUN), "README's 2-process example"
+    assert all("\\" not in c and not c.startswith("#") for _, _, c in COMMANDS)
+
+
+def test_every_exclusion_matches_a_documented_command():
+    for pattern in EXCLUDED:
+        assert any(re.search(pattern, c) for _, _, c in COMMANDS), f"stale exclusion {pattern!r}"
+
+
+# ----------------------------------------------------------------------------- running them
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """The directory commands run in: configs/ and scripts/ of the checkout, `python` on PATH."""
+    d = tmp_path_factory.mktemp("doc_commands")
+    for name in ("configs", "scripts"):
+        os.symlink(os.path.join(ROOT, name), d / name)
+    bin_dir = d / "_bin"
+    bin_dir.mkdir()
+    for name in ("python", "python3"):  # a wrapper, not a symlink: a venv's python stays in its venv
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        wrapper.chmod(0o755)
+    return d
+
+
+def command_env(scratch) -> dict:
+    env = dict(os.environ)
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
+    env.update(XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="",
+               TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
+               PATH=f"{scratch / '_bin'}{os.pathsep}{env.get('PATH', '')}",
+               PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""))
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    for name in ("VIRTUAL_ENV", "JAXSSL_TRACEBACK"):
+        env.pop(name, None)
+    return env
+
+
+def prepared(command: str, scratch) -> str:
+    """The command as run: /tmp/... moved into ``scratch``, :data:`SMALL` appended if needed."""
+    command = re.sub(r"(?<![\w./-])/tmp/", f"{scratch}/abs_tmp/", command)
+    runs_main = "jaxssl.main" in command or "launch_multigpu.sh" in command
+    if runs_main and "train.num_steps" not in command and "train.num_epochs" not in command:
+        command += " " + " ".join(SMALL)
+    return command
+
+
+def run_in(scratch, command: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], cwd=scratch, env=command_env(scratch),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def make_photos(scratch) -> None:
+    """``my_photos/{cat,dog}/*.png``: 45 small images per class (the image-folder example)."""
+    from PIL import Image
+    root = scratch / "my_photos"
+    if root.exists():
+        return
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("cat", "dog")):
+        (root / name).mkdir(parents=True)
+        for k in range(45):
+            pixels = rng.integers(0, 128, (20, 24, 3), dtype=np.uint8) + 100 * c
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{k:03d}.png")
+
+
+def ensure_prerequisites(command: str, scratch) -> None:
+    """What a documented command assumes was done before it (an earlier command or a run)."""
+    if "--src my_photos" in command:
+        make_photos(scratch)
+    if "--config.data.data_dir=data/my_photos" in command and not (scratch / "data" / "my_photos").exists():
+        make_photos(scratch)
+        r = run_in(scratch, "python scripts/prepare_data.py image_folder --src my_photos "
+                            "--data_dir data/my_photos --image_size 64")
+        assert r.returncode == 0, r.stderr[-3000:]
+    if "plot_run.py runs/simclr_digits" in command and not (scratch / "runs" / "simclr_digits" / "metrics.jsonl").exists():
+        r = run_in(scratch, "python -m jaxssl.main --config=configs/simclr_digits.py "
+                            "--workdir=runs/simclr_digits --config.train.num_steps=4 "
+                            "--config.train.log_every_steps=1 --config.optim.warmup_epochs=0.0 "
+                            "--config.eval.enabled=False")
+        assert r.returncode == 0, r.stderr[-3000:]
+
+
+def _params():
+    for command, where in RUN.items():
+        marks = [pytest.mark.slow] if any(re.search(p, command) for p in SLOW_PATTERNS) else []
+        yield pytest.param(command, id=where, marks=marks)
+
+
+@pytest.mark.parametrize("command", list(_params()))
+def test_documented_command_runs(command, scratch):
+    if "plot_run.py" in command:
+        pytest.importorskip("matplotlib", reason="plot_run.py needs matplotlib ('.[plots]')")
+    ensure_prerequisites(command, scratch)
+    run = prepared(command, scratch)
+    want = next((rc for p, rc in EXPECTED_EXIT.items() if re.search(p, command)), 0)
+    r = run_in(scratch, run)
+    assert r.returncode == want, (f"{RUN[command]}: `{run}` exited {r.returncode} (want {want})\n"
+                                  f"{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
