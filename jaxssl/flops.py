@@ -1,4 +1,4 @@
-"""Model FLOPs and device peaks for MFU (../shared/PERFORMANCE.md: FLOP = 2 x multiply-add).
+"""Model FLOPs and device peaks for MFU (docs/performance.md: FLOP = 2 x multiply-add).
 
 MFU = model FLOPs per step / (step time x peak FLOP/s of all devices). Model FLOPs count the
 forward and backward passes of the model as written (3 x forward), never rematerialisation.

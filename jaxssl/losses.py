@@ -4,7 +4,7 @@ joint-embedding losses of BYOL, Barlow Twins, VICReg and DINO (with its center u
 Every function takes *global* ``jax.Array``s (inside a jitted step they are sharded over the
 ``"data"`` mesh axis; XLA inserts the collectives) and returns a scalar fp32 loss. Inputs may be
 bf16: projections and logits are cast to fp32 before normalisation, similarity matmuls run at
-``Precision.HIGHEST`` and every softmax / logsumexp is fp32 (DESIGN.md, "Precision").
+``Precision.HIGHEST`` and every softmax / logsumexp is fp32 (docs/design.md, "Precision").
 
 Because the contrastive losses see the global batch, negatives come from every device and
 ``jax.grad`` of the loss is the gradient of the global objective: no per-device averaging, no

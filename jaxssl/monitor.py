@@ -1,6 +1,6 @@
 """Collapse monitor: warn, with the step, when a contrastive run stops learning anything.
 
-Two symptoms (../shared/RECIPES.md "Known traps": *loss flat at ln(2N-1): collapse or a
+Two symptoms (known traps of contrastive training: *loss flat at ln(2N-1): collapse or a
 masking bug*):
 
 * **Loss stuck at chance.** When every embedding is the same (or the similarities carry no

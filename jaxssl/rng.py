@@ -1,6 +1,6 @@
 """Stateless randomness: every random draw is a pure function of (seed, stream, step, example).
 
-DESIGN.md: augmentations, masks and data order are keyed by
+docs/design.md: augmentations, masks and data order are keyed by
 ``fold_in(fold_in(fold_in(key(seed), stream), step), example_index)``, so a result does not
 depend on the device count, and a resumed run replays the same draws bit for bit.
 

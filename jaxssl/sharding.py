@@ -1,6 +1,6 @@
 """Device mesh, shardings and multi-host assembly of the global batch.
 
-Parallelism is ``jax.jit`` over global ``jax.Array``s with ``NamedSharding`` (DESIGN.md).
+Parallelism is ``jax.jit`` over global ``jax.Array``s with ``NamedSharding`` (docs/design.md).
 The mesh has one axis, ``"data"``; its axis type is ``Auto`` (deliberately: the compiler
 propagates shardings through the model and the contrastive matmul, and ``shard_map`` is used
 where code must see per-device blocks). Batches are sharded along their leading axis over

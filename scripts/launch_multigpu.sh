@@ -11,7 +11,7 @@
 #
 #   # two hosts, all 8 GPUs of each in one process (run on host A, then on host B with ID 1):
 #   JAX_COORDINATOR_ADDRESS=hostA:12355 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=0 \
-#     bash scripts/launch_multigpu.sh --config=configs/simclr_imagenet.py --workdir=/shared/runs/r50
+#     bash scripts/launch_multigpu.sh --config=configs/simclr_imagenet.py --workdir=/nfs/runs/r50
 #
 # Local mode: --local N starts N processes on this machine with a localhost coordinator and
 # waits for them (output prefixed [pK]). With --cpu each process gets JAX_PLATFORMS=cpu,
@@ -40,7 +40,7 @@
 #   #SBATCH --time=48:00:00
 #   # ... or --ntasks-per-node=8 --gpus-per-task=1 for one process per GPU.
 #   srun bash scripts/launch_multigpu.sh --config=configs/simclr_imagenet.py \
-#     --workdir=/shared/runs/simclr_r50 --config.data.data_dir=/shared/tensorflow_datasets
+#     --workdir=/nfs/runs/simclr_r50 --config.data.data_dir=/nfs/tensorflow_datasets
 #   # Preemption: SLURM sends SIGTERM; the trainer checkpoints and exits 75. Requeue with
 #   #   #SBATCH --requeue --signal=TERM@120  and the same command resumes.
 set -euo pipefail

@@ -50,6 +50,12 @@ EXCLUDED = {
                                                    "extra (tests/test_export.py checks the conversion)",
     r"\.\./shared/peers/setup\.sh": "builds the PyTorch peers' environments outside this checkout (~7 GB)",
     r"scripts/benchmark\.py": "minutes to hours; tests/test_benchmark_script.py runs its plumbing",
+    r"--config\.init_from=": "starts from a pretraining run the docs make first (minutes); "
+                             "tests/test_classifier.py and tests/test_text_classifier.py run "
+                             "the same commands on tiny pretraining runs",
+    r"evaluate\.py --config=configs/mocov2_imagenet\.py": "needs an ImageNet run; "
+                                                          "tests/test_streamed_eval.py evaluates "
+                                                          "every ImageNet preset under mock data",
 }
 
 # regex -> the exit code the docs promise for it here.

@@ -11,9 +11,8 @@ summation order inside convolutions, matmuls and softmax).
 
 The tests that need torch / torchvision / timm / transformers / safetensors skip with the
 missing package named (CI installs none of them). To run them, use an environment with
-PyTorch, e.g. the peers venv of ../shared/peers/setup.sh:
-    ~/.cache/jaxssl-peers/vt/bin/pip install -e . timm safetensors
-    ~/.cache/jaxssl-peers/vt/bin/python -m pytest tests/test_export.py -q
+PyTorch, e.g. a venv with ``pip install -e . torch torchvision timm safetensors transformers``
+and ``python -m pytest tests/test_export.py -q`` in it.
 """
 from __future__ import annotations
 

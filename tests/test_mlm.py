@@ -138,7 +138,7 @@ def test_presets_are_valid_and_follow_the_bert_recipe():
 
 
 def test_flops_per_step_matches_performance_md():
-    # PERFORMANCE.md: BERT-base, T=128, head on 15% of positions: 0.545 GFLOP per token.
+    # docs/performance.md: BERT-base, T=128, head on 15% of positions: 0.545 GFLOP per token.
     cfg = mlm.BertConfig.from_preset("bert_base")
     assert mlm.bert_train_flops_per_token(cfg, 128, 0.15) == pytest.approx(0.545e9, rel=2e-3)
     assert mlm.bert_train_flops_per_token(cfg, 128, 1.0) == pytest.approx(0.668e9, rel=2e-3)

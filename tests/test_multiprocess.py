@@ -1,4 +1,4 @@
-"""Several JAX processes on one machine (issue 5 items 2 and 12).
+"""Several JAX processes on one machine (docs/reliability.md).
 
 Processes join ``jax.distributed`` on localhost (a free port) with gloo CPU collectives and
 their own fake CPU devices (``drill_helpers.child_env``); children are always killed by pid

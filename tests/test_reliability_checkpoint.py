@@ -1,4 +1,4 @@
-"""Checkpoint faults (issue 5 items 3, 4, 8, 9 and the NaN save guard of item 5).
+"""Checkpoint faults (docs/reliability.md, and the NaN save guard).
 
 One finished in-process run (``drill_helpers.TinyMethod``, 8 steps, a checkpoint every 2 on
 8 fake devices) is copied and damaged per test. The same faults on the SimCLR command line

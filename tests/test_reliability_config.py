@@ -1,5 +1,5 @@
 """Reliability without training: config validation, workdir reuse, padded evaluation, the
-collapse monitor and progress lines (docs/reliability.md; issue 5 items 6, 7, 10, 11)."""
+collapse monitor and progress lines (docs/reliability.md)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The SimCLR command line under SIGKILL, SIGTERM and damaged checkpoints (issue 5 items 1-3).
+"""The SimCLR command line under SIGKILL, SIGTERM and damaged checkpoints (docs/reliability.md).
 
 ``python -m jaxssl.main`` runs in subprocesses (2 fake CPU devices each) on a 40-step
 SimCLR-on-digits config; ``drill_helpers`` holds the drills (``scripts/fault_drill.py`` runs

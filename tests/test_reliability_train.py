@@ -1,4 +1,4 @@
-"""The non-finite policy of the trainer (issue 5 item 5) and what every progress line carries.
+"""The non-finite policy of the trainer (docs/reliability.md) and what every progress line carries.
 
 NaN is injected with the ``train.debug_nan_at_step`` test hook (the loss of that step times
 NaN, so the loss and every gradient are NaN, as in a diverged step). In-process runs on the 8

@@ -7,7 +7,7 @@ ratio ``w / h`` log-uniform in ``ratio``, ``w = round(sqrt(area * ratio))``,
 image wins, else a centre crop with the aspect ratio clamped into ``ratio``. The attempts are
 drawn all at once (vectorised), so the box is a pure function of the key. (SimCLR's TF code
 uses ``tf.image.sample_distorted_bounding_box``: 100 attempts, ``min_object_covered=0.1``,
-whole image as fallback; RECIPES.md specifies the torchvision form used here.)
+whole image as fallback; docs/recipes.md names the torchvision form used here.)
 
 The crop and the resize are one ``jax.image.scale_and_translate`` call whose scale and
 translation are traced, so the box can differ per example under ``jit``/``vmap`` and no

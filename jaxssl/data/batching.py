@@ -1,6 +1,6 @@
 """Step-indexed batching: which examples a training or evaluation step reads.
 
-DESIGN.md "Data position is a function of the step": the dataset indices of the global batch
+docs/design.md, "Data position is a function of the step": the dataset indices of the global batch
 at step ``s`` are a pure function of ``(seed, s, n, global_batch)``. There is no iterator
 state, so a run resumed at step ``k`` reads exactly the batches the uninterrupted run would
 have read, on any number of processes and devices.

@@ -6,7 +6,7 @@ in the data is a pure function of the step (:mod:`jaxssl.data.batching`). Two ki
 * **in memory** (``on_device=True``: digits, cifar10, cifar100, stl10, image_folder -- a
   user's own images, :mod:`jaxssl.data.image_folder`): the whole split is a
   uint8 ``[N, H, W, C]`` array. The trainer puts ``images`` on the device once and gathers and
-  augments batches there (DESIGN.md "Small datasets live on the device"); ``get`` is the host
+  augments batches there (docs/design.md, "Readers, not iterators"); ``get`` is the host
   equivalent (a plain gather), used by evaluators and tests.
 * **host-cropped** (``on_device=False``: imagenet2012): ``get`` reads the examples by index,
   decodes the JPEGs and does the random-resized (or centre) crop on the host; colour and blur

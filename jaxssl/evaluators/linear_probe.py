@@ -12,7 +12,7 @@ on the softmax cross-entropy ``mean_i -log softmax(x_i W + b)_{y_i}``. Protocols
 ``'simclr'`` (google-research/simclr, linear eval, README command):
     Nesterov momentum 0.9, LR = 0.1 x B/256, cosine decay to 0 without warmup, B = 4096
     (capped at N), 90 epochs, zero-initialised classifier, weight decay 0 (1e-6 for
-    ImageNet, RECIPES.md) added as ``wd * ||theta||^2 / 2`` to the loss over kernel and bias
+    ImageNet, as SimCLR's README linear eval) added as ``wd * ||theta||^2 / 2`` to the loss over kernel and bias
     (SimCLR's ``add_weight_decay`` for the momentum optimizer), last partial batch dropped
     (``drop_remainder=True``).
 ``'moco'`` (facebookresearch/moco ``main_lincls.py``):

@@ -85,7 +85,7 @@ def bert_config(model_cfg, vocab_size: int) -> BertConfig:
 
 
 def bert_train_flops_per_token(cfg: BertConfig, seq_len: int, head_fraction: float) -> float:
-    """PERFORMANCE.md: ``6 N_enc + 12 L T d + 6 (d^2 + d V) f_head`` per token (FLOP = 2 MAC).
+    """docs/performance.md: ``6 N_enc + 12 L T d + 6 (d^2 + d V) f_head`` per token (FLOP = 2 MAC).
 
     ``N_enc = L (4 d^2 + 2 d I)`` encoder matmul weights (= ``12 L d^2`` for ``I = 4d``);
     ``12 L T d`` is the attention score and mix matmuls (forward + backward);
@@ -210,7 +210,7 @@ class MaskedLM(Method):
             json.dump(info, f, indent=2)
 
     def flops_per_step(self) -> float:
-        """Model FLOPs of one step: tokens x PERFORMANCE.md's per-token formula, f_head = P / T."""
+        """Model FLOPs of one step: tokens x docs/performance.md's per-token formula, f_head = P / T."""
         per_token = bert_train_flops_per_token(self.bert, self.seq_len,
                                                self.max_predictions / self.seq_len)
         return per_token * self.items_per_step()
