@@ -5,12 +5,12 @@
 
 Restores the checkpoint (the latest, or ``--step``) into the current device mesh, extracts
 frozen backbone features of the labelled train and held-out test splits, and writes
-``WORKDIR/eval_results_step{N}.json`` (same keys as the trainer's ``eval_results.json``).
+``WORKDIR/eval_results_step{N}.json`` (same keys as the trainer's ``eval_results.json``;
+WORKDIR may be a URL, gs://BUCKET/...).
 """
 from __future__ import annotations
 
 import json
-import os
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -24,7 +24,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    from jaxssl import checkpoint, metrics, train
+    import jax
+
+    from jaxssl import checkpoint, metrics, paths, train
 
     config = _CONFIG.value
     setup = train.Setup(config)
@@ -37,9 +39,9 @@ def main(argv):
     state = ckpt.restore(step, setup.abstract_state)
     ckpt.close()
     results = setup.method.evaluate(state, _WORKDIR.value, final=_BASELINES.value)
-    out = os.path.join(_WORKDIR.value, f"eval_results_step{step}.json")
-    with open(out, "w") as f:
-        json.dump(results, f, indent=2)
+    out = paths.resolve(_WORKDIR.value) / f"eval_results_step{step}.json"
+    if jax.process_index() == 0:
+        paths.write_text(out, json.dumps(results, indent=2))
     metrics.log(train._results_table(results))  # a table, or JSON for flat results (MLM)
     metrics.log(f"wrote {out}")
 
