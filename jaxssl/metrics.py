@@ -11,6 +11,7 @@ log; the steps after its last checkpoint are logged again on resume anyway).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -23,6 +24,8 @@ import jax
 
 from jaxssl import paths
 
+_EVENT_FILES = itertools.count()  # the uid suffix TensorBoard's writer adds, per process
+
 
 class _RemoteEventFile:
     """TensorBoard's record format (``RecordWriter``) into an object rewritten at each flush:
@@ -34,7 +37,7 @@ class _RemoteEventFile:
         from tensorboard.summary.writer.record_writer import RecordWriter
 
         name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-                f"{os.getpid()}.0")
+                f"{os.getpid()}.{next(_EVENT_FILES)}")
         self._file = paths.BinaryAppendFile(logdir / name, flush_every_s)
         self._records = RecordWriter(self._file)
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))

@@ -16,7 +16,9 @@ epath reaches URLs through ``tf.io.gfile`` when TensorFlow is installed and thro
 at a local storage emulator). Object stores have no directories, so :func:`makedirs` creates
 nothing there (a ``gs://`` "folder" appears with its first object), and an object cannot be
 appended to: :class:`AppendFile` rewrites the whole object at each flush, as ``tf.io.gfile``
-does for an appended GCS file.
+does for an appended GCS file. fsspec's listing cache is turned off for object stores (unless
+configured otherwise): other hosts and tensorstore write into the same folders, and a cached
+listing would hide their steps and commit markers from this process.
 
 :func:`check_writable` writes, reads back and deletes a probe object from every process,
 within :data:`CHECK_TIMEOUT_S`, so that an unreachable bucket, missing credentials or a
@@ -35,6 +37,14 @@ import uuid
 from typing import IO, Union
 
 from etils import epath
+
+try:
+    import fsspec.config
+
+    for _protocol in ("gs", "gcs", "s3", "s3a"):
+        fsspec.config.conf.setdefault(_protocol, {}).setdefault("use_listings_cache", False)
+except ImportError:  # epath without fsspec: tf.io.gfile or local paths only
+    pass
 
 PathLike = Union[str, os.PathLike]
 
