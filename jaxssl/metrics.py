@@ -38,7 +38,7 @@ class _RemoteEventFile:
 
         name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
                 f"{os.getpid()}.{next(_EVENT_FILES)}")
-        self._file = paths.BinaryAppendFile(logdir / name, flush_every_s)
+        self._file = paths.AppendFile(logdir / name, flush_every_s, binary=True)
         self._records = RecordWriter(self._file)
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
         self.flush()

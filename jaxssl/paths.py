@@ -130,10 +130,6 @@ def write_text(path: PathLike, text: str) -> None:
     path.write_text(text)
 
 
-def read_text(path: PathLike) -> str:
-    return resolve(path).read_text()
-
-
 def write_bytes(path: PathLike, data: bytes) -> None:
     """Write (replace) a file, local or remote."""
     path = resolve(path)
@@ -166,33 +162,36 @@ def _files(path: epath.Path):
 
 
 class AppendFile:
-    """A text file opened for appending lines, local or remote; ``write``/``flush``/``close``.
+    """A file opened for appending, local or remote: ``write``, ``flush``, ``close``.
 
-    Local: a line-buffered ``open(path, 'a')`` (every line reaches the file at once). Remote:
-    the existing object is read once, lines are kept in memory, and :meth:`flush` replaces the
-    object with everything so far (object stores cannot append). :meth:`write` flushes by
-    itself every ``flush_every_s`` seconds, so a killed run loses at most that much of it.
+    Local: ``open(path, 'a')`` (line-buffered text, or bytes with ``binary``), as a plain file
+    always was. Remote: the existing object is read once, what is written is kept in memory,
+    and :meth:`flush` replaces the object with everything so far (object stores cannot
+    append); :meth:`write` flushes by itself every ``flush_every_s`` seconds, so a killed run
+    loses at most that much.
     """
 
-    def __init__(self, path: PathLike, flush_every_s: float = 30.0):
+    def __init__(self, path: PathLike, flush_every_s: float = 30.0, binary: bool = False):
         self.path = resolve(path)
         self.remote = is_remote(self.path)
+        self._binary = binary
         self._flush_every_s = flush_every_s
         if self.remote:
-            self._buffer = io.StringIO()
+            self._buffer = io.BytesIO() if binary else io.StringIO()
             if self.path.exists():
-                self._buffer.write(self.path.read_text())
+                self._buffer.write(self.path.read_bytes() if binary else self.path.read_text())
             self._dirty = False
             self._last_flush = time.monotonic()
         else:
             makedirs(self.path.parent)
-            self._file: IO[str] = open(os.fspath(self.path), "a", buffering=1)
+            self._file: IO = (open(os.fspath(self.path), "ab") if binary
+                              else open(os.fspath(self.path), "a", buffering=1))
 
-    def write(self, text: str) -> None:
+    def write(self, data) -> None:
         if not self.remote:
-            self._file.write(text)
+            self._file.write(data)
             return
-        self._buffer.write(text)
+        self._buffer.write(data)
         self._dirty = True
         if time.monotonic() - self._last_flush >= self._flush_every_s:
             self.flush()
@@ -202,7 +201,10 @@ class AppendFile:
             self._file.flush()
             return
         if self._dirty:
-            self.path.write_text(self._buffer.getvalue())
+            if self._binary:
+                self.path.write_bytes(self._buffer.getvalue())
+            else:
+                self.path.write_text(self._buffer.getvalue())
             self._dirty = False
         self._last_flush = time.monotonic()
 
@@ -211,33 +213,6 @@ class AppendFile:
             self.flush()
         else:
             self._file.close()
-
-
-class BinaryAppendFile(AppendFile):
-    """:class:`AppendFile` for bytes (TensorBoard's record files)."""
-
-    def __init__(self, path: PathLike, flush_every_s: float = 30.0):
-        self.path = resolve(path)
-        self.remote = is_remote(self.path)
-        self._flush_every_s = flush_every_s
-        if self.remote:
-            self._buffer = io.BytesIO()
-            if self.path.exists():
-                self._buffer.write(self.path.read_bytes())
-            self._dirty = False
-            self._last_flush = time.monotonic()
-        else:
-            makedirs(self.path.parent)
-            self._file = open(os.fspath(self.path), "ab")
-
-    def flush(self) -> None:
-        if not self.remote:
-            self._file.flush()
-            return
-        if self._dirty:
-            self.path.write_bytes(self._buffer.getvalue())
-            self._dirty = False
-        self._last_flush = time.monotonic()
 
 
 def check_timeout_s() -> float:
@@ -305,5 +280,5 @@ def _client(path: epath.Path) -> str:
 
 
 __all__ = ["SCHEMES", "CHECK_TIMEOUT_S", "StorageError", "scheme", "is_remote", "resolve",
-           "makedirs", "write_text", "read_text", "write_bytes", "move", "AppendFile",
-           "BinaryAppendFile", "check_writable"]
+           "makedirs", "write_text", "write_bytes", "move", "AppendFile", "check_writable",
+           "check_timeout_s"]
