@@ -33,6 +33,7 @@ What this module guarantees (../shared/RELIABILITY.md rows 2, 4, 5, 6, 10, 11):
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from typing import Any
 
@@ -232,14 +233,18 @@ class Checkpointer:
     def _remove_unfinished(self) -> None:
         if not self.directory.is_dir():
             return
+        remote = paths.is_remote(self.directory)
         for path in sorted(self.directory.iterdir()):
             # Local: a tmp folder orbax did not rename. GCS: a step folder without the
             # commit_success.txt orbax writes last.
-            if _TMP_DIR.match(path.name) or (path.name.isdigit() and path.is_dir()
+            if _TMP_DIR.match(path.name) or (remote and path.name.isdigit() and path.is_dir()
                                                and not ocp.step.is_path_finalized(path)):
                 log(f"checkpoint: removing unfinished save {path} (interrupted before it was "
                     "finalised; it is never restored)")
-                path.rmtree(missing_ok=True)
+                if remote:
+                    path.rmtree(missing_ok=True)
+                else:
+                    shutil.rmtree(path, ignore_errors=True)
 
     def step_path(self, step: int) -> epath.Path:
         return self.directory / str(int(step))

@@ -377,3 +377,60 @@ def test_pretrain_kill_resume_evaluate_export_on_gcs(gcs, tmp_path):
     np.testing.assert_array_equal(tensors["conv1.weight"],
                                   np.transpose(params["backbone"]["conv1"]["kernel"], (3, 2, 0, 1)))
     assert os.listdir(cwd) == []
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_processes_share_the_bucket_and_new_hosts_resume_from_it(gcs, tmp_path):
+    """2 processes (jax.distributed, 1 device each) on one gs:// workdir: both write their
+    checkpoint shards, process 0 alone writes the logs and JSON files. Killed after a
+    checkpoint, the run is resumed by a fresh single process (another "host set"), which
+    finds it from the bucket alone."""
+    url, fs = gcs
+    cwd, logs = tmp_path / "cwd", tmp_path / "logs"
+    cwd.mkdir()
+    logs.mkdir()
+    workdir, root = f"gs://{BUCKET}/mp/run", f"{BUCKET}/mp/run"
+    over = {"train.num_steps": 12, "optim.warmup_epochs": 0.0}
+    port = drill_helpers.free_port()
+    procs = []
+    try:
+        for i in range(2):
+            env = drill_helpers.child_env(1, str(tmp_path / "jax_cache"), **emulator_env(url),
+                                          JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                                          JAX_NUM_PROCESSES=2, JAX_PROCESS_ID=i)
+            procs.append(subprocess.Popen(
+                drill_helpers.main_argv(workdir, over, "--distributed"), cwd=cwd, env=env,
+                stdout=open(logs / f"p{i}.log", "w"), stderr=subprocess.STDOUT))
+        deadline = time.time() + 400
+        while not fs.exists(f"{root}/checkpoints/8/commit_success.txt"):
+            assert all(p.poll() is None for p in procs) and time.time() < deadline, \
+                [drill_helpers.tail((logs / f"p{i}.log").read_text()) for i in range(2)]
+            time.sleep(0.1)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait(30)
+    state = [os.path.basename(p) for p in fs.ls(f"{root}/checkpoints/8/state")]
+    assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(state), state  # both wrote shards
+    meta = json.loads(fs.cat(f"{root}/checkpoints/8/meta/metadata"))
+    assert meta["process_count"] == 2
+    starts = json.loads(fs.cat(f"{root}/run_info.json"))["starts"]
+    assert len(starts) == 1 and starts[0]["process_count"] == 2  # written once, by process 0
+    steps = [json.loads(ln)["step"] for ln in fs.cat(f"{root}/metrics.jsonl").splitlines()]
+    assert steps == sorted(set(steps)), steps  # one row per step: process 0 alone logs
+    probes = [p for p in fs.find(root) if ".jaxssl-probe" in p]
+    assert probes == []
+
+    env = drill_helpers.child_env(2, str(tmp_path / "jax_cache"), **emulator_env(url))
+    with open(logs / "resumed.log", "w") as log:
+        rc = subprocess.run(drill_helpers.main_argv(workdir, over), cwd=cwd, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, timeout=400).returncode
+    text = (logs / "resumed.log").read_text()
+    assert rc == 0, drill_helpers.tail(text, 40)
+    assert f"resuming from {workdir}/checkpoints/" in text
+    assert 12 in [int(os.path.basename(p)) for p in fs.ls(f"{root}/checkpoints")
+                  if os.path.basename(p).isdigit()]
+    assert len(json.loads(fs.cat(f"{root}/run_info.json"))["starts"]) == 2
+    assert os.listdir(cwd) == []
