@@ -5,9 +5,9 @@ and is appended to on resume. TensorBoard event files go to ``WORKDIR/tensorboar
 ``tensorboard`` package is installed (its pure-Python writer; TensorFlow is not needed).
 
 The workdir may be a URL (``gs://...``, :mod:`jaxssl.paths`): an object cannot be appended
-to, so both files are then kept in memory and rewritten at every :meth:`MetricWriter.flush`
-and at least every ``flush_every_s`` seconds (a killed run loses at most that much of the
-log; the steps after its last checkpoint are logged again on resume anyway).
+to, so both files are then kept in memory and uploaded whole by a background thread every
+few seconds (``JAXSSL_REMOTE_FLUSH_S``, default 5) and at every :meth:`MetricWriter.flush`
+(SIGTERM, abort, the end of the run): a SIGKILLed run loses at most those last seconds.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class _RemoteEventFile:
     the ``EventFileWriter`` API (``add_event``, ``flush``, ``close``) for a URL logdir, whose
     own writer would go through ``tf.io.gfile`` rather than :mod:`jaxssl.paths`."""
 
-    def __init__(self, logdir, flush_every_s: float):
+    def __init__(self, logdir, flush_every_s: float | None):
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.record_writer import RecordWriter
 
@@ -53,7 +53,7 @@ class _RemoteEventFile:
         self._file.close()
 
 
-def _tensorboard_writer(logdir, flush_every_s: float):
+def _tensorboard_writer(logdir, flush_every_s: float | None):
     try:
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
         from tensorboard.compat.proto import summary_pb2
@@ -68,11 +68,12 @@ class MetricWriter:
     """Writes scalars from process 0; a no-op on other processes.
 
     ``workdir`` is a local folder or a URL (:func:`jaxssl.paths.resolve`); for a URL
-    ``flush_every_s`` bounds how long written rows wait in memory before being uploaded.
+    ``flush_every_s`` (default :func:`jaxssl.paths.remote_flush_s`) bounds how long written
+    rows wait in memory before being uploaded.
     """
 
     def __init__(self, workdir: paths.PathLike, tensorboard: bool = True,
-                 flush_every_s: float = 30.0):
+                 flush_every_s: float | None = None):
         self.active = jax.process_index() == 0
         workdir = paths.resolve(workdir)
         self.path = workdir / "metrics.jsonl"

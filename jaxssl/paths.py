@@ -15,8 +15,8 @@ epath reaches URLs through ``tf.io.gfile`` when TensorFlow is installed and thro
 (gcsfs, s3fs) otherwise; ``EPATH_USE_TF=false`` selects fsspec (the tests do, to point gcsfs
 at a local storage emulator). Object stores have no directories, so :func:`makedirs` creates
 nothing there (a ``gs://`` "folder" appears with its first object), and an object cannot be
-appended to: :class:`AppendFile` rewrites the whole object at each flush, as ``tf.io.gfile``
-does for an appended GCS file. fsspec's listing cache is turned off for object stores (unless
+appended to: :class:`AppendFile` rewrites the whole object (from a background thread, every
+few seconds, and at each flush), as ``tf.io.gfile`` does for an appended GCS file. fsspec's listing cache is turned off for object stores (unless
 configured otherwise): other hosts and tensorstore write into the same folders, and a cached
 listing would hide their steps and commit markers from this process.
 
@@ -161,58 +161,91 @@ def _files(path: epath.Path):
             yield child
 
 
+def remote_flush_s() -> float:
+    """Seconds between uploads of an appended remote file (``JAXSSL_REMOTE_FLUSH_S``, default
+    5: GCS allows about one update per second of the same object)."""
+    return float(os.environ.get("JAXSSL_REMOTE_FLUSH_S", 5.0))
+
+
 class AppendFile:
     """A file opened for appending, local or remote: ``write``, ``flush``, ``close``.
 
     Local: ``open(path, 'a')`` (line-buffered text, or bytes with ``binary``), as a plain file
-    always was. Remote: the existing object is read once, what is written is kept in memory,
-    and :meth:`flush` replaces the object with everything so far (object stores cannot
-    append); :meth:`write` flushes by itself every ``flush_every_s`` seconds, so a killed run
-    loses at most that much.
+    always was. Remote (object stores cannot append): the existing object is read once, what
+    is written is kept in memory, and the whole object is replaced by a background thread
+    every ``flush_every_s`` seconds (default :func:`remote_flush_s`) when something new was
+    written, and at once by :meth:`flush` and :meth:`close`. Writing never waits for the
+    network; a killed process loses at most the last ``flush_every_s`` seconds. A failed
+    background upload prints one warning and is retried; :meth:`flush` raises it.
     """
 
-    def __init__(self, path: PathLike, flush_every_s: float = 30.0, binary: bool = False):
+    def __init__(self, path: PathLike, flush_every_s: float | None = None, binary: bool = False):
         self.path = resolve(path)
         self.remote = is_remote(self.path)
         self._binary = binary
-        self._flush_every_s = flush_every_s
-        if self.remote:
-            self._buffer = io.BytesIO() if binary else io.StringIO()
-            if self.path.exists():
-                self._buffer.write(self.path.read_bytes() if binary else self.path.read_text())
-            self._dirty = False
-            self._last_flush = time.monotonic()
-        else:
+        if not self.remote:
             makedirs(self.path.parent)
             self._file: IO = (open(os.fspath(self.path), "ab") if binary
                               else open(os.fspath(self.path), "a", buffering=1))
+            return
+        self._flush_every_s = remote_flush_s() if flush_every_s is None else flush_every_s
+        self._buffer = io.BytesIO() if binary else io.StringIO()
+        if self.path.exists():
+            self._buffer.write(self.path.read_bytes() if binary else self.path.read_text())
+        self._lock = threading.Lock()  # guards the buffer and the counters
+        self._upload_lock = threading.Lock()  # one upload at a time, in order
+        self._written = self._uploaded = 0
+        self._warned = False
+        self._closed = threading.Event()
+        self._uploader = threading.Thread(target=self._upload_loop, daemon=True,
+                                          name=f"jaxssl-upload-{self.path.name}")
+        self._uploader.start()
 
     def write(self, data) -> None:
         if not self.remote:
             self._file.write(data)
             return
-        self._buffer.write(data)
-        self._dirty = True
-        if time.monotonic() - self._last_flush >= self._flush_every_s:
-            self.flush()
+        with self._lock:
+            self._buffer.write(data)
+            self._written += 1
+
+    def _upload(self) -> None:
+        with self._upload_lock:
+            with self._lock:
+                version, content = self._written, self._buffer.getvalue()
+            if version == self._uploaded:
+                return
+            if self._binary:
+                self.path.write_bytes(content)
+            else:
+                self.path.write_text(content)
+            self._uploaded = version
+
+    def _upload_loop(self) -> None:
+        while not self._closed.wait(self._flush_every_s):
+            try:
+                self._upload()
+                self._warned = False
+            except Exception as e:  # noqa: BLE001 - retried; flush() raises it
+                if not self._warned:
+                    print(f"warning: uploading {self.path} failed ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:200]}); retrying every "
+                          f"{self._flush_every_s:g} s", flush=True)
+                    self._warned = True
 
     def flush(self) -> None:
-        if not self.remote:
+        if self.remote:
+            self._upload()
+        else:
             self._file.flush()
-            return
-        if self._dirty:
-            if self._binary:
-                self.path.write_bytes(self._buffer.getvalue())
-            else:
-                self.path.write_text(self._buffer.getvalue())
-            self._dirty = False
-        self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        if self.remote:
-            self.flush()
-        else:
+        if not self.remote:
             self._file.close()
+            return
+        self._closed.set()
+        self._uploader.join()
+        self._upload()
 
 
 def check_timeout_s() -> float:
@@ -280,5 +313,5 @@ def _client(path: epath.Path) -> str:
 
 
 __all__ = ["SCHEMES", "CHECK_TIMEOUT_S", "StorageError", "scheme", "is_remote", "resolve",
-           "makedirs", "write_text", "write_bytes", "move", "AppendFile", "check_writable",
-           "check_timeout_s"]
+           "makedirs", "write_text", "write_bytes", "move", "AppendFile", "remote_flush_s",
+           "check_writable", "check_timeout_s"]

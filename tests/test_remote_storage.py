@@ -306,6 +306,14 @@ def test_metrics_and_run_info_are_appended_in_the_bucket_across_a_resume(gcs, tm
 
 
 # ----------------------------------------------------------------------------- end to end
+def _logged_up_to(fs, root: str) -> int:
+    """The last step in ``root/metrics.jsonl`` in the bucket (0 before the first upload)."""
+    if not fs.exists(f"{root}/metrics.jsonl"):
+        return 0
+    return max([json.loads(ln)["step"] for ln in fs.cat(f"{root}/metrics.jsonl").splitlines()],
+               default=0)
+
+
 RUN = {"model.backbone": "resnet18", "model.stem": "cifar", "data.image_size": 8,
        "train.batch_size": 16, "train.num_steps": 12, "train.checkpoint_every_steps": 4,
        "train.log_every_steps": 1, "optim.warmup_epochs": 0.0, "eval.batch_size": 64}
@@ -320,7 +328,8 @@ def test_pretrain_kill_resume_evaluate_export_on_gcs(gcs, tmp_path):
     cwd, logs = tmp_path / "cwd", tmp_path / "logs"
     cwd.mkdir()
     logs.mkdir()
-    env = drill_helpers.child_env(2, str(tmp_path / "jax_cache"), **emulator_env(url))
+    env = drill_helpers.child_env(2, str(tmp_path / "jax_cache"), **emulator_env(url),
+                                  JAXSSL_REMOTE_FLUSH_S=1)
     ref, split = f"gs://{BUCKET}/e2e/ref", f"gs://{BUCKET}/e2e/split"
 
     def run(argv, name, timeout=300):
@@ -335,8 +344,11 @@ def test_pretrain_kill_resume_evaluate_export_on_gcs(gcs, tmp_path):
     proc = subprocess.Popen(drill_helpers.main_argv(split, RUN), cwd=cwd, env=env,
                             stdout=open(logs / "killed.log", "w"), stderr=subprocess.STDOUT)
     try:
+        # Killed once step 4 is checkpointed and its log row uploaded (rows wait at most
+        # JAXSSL_REMOTE_FLUSH_S in memory: a kill -9 may lose that much of the log).
         deadline = time.time() + 300
-        while not fs.exists(f"{BUCKET}/e2e/split/checkpoints/4/commit_success.txt"):
+        while not (fs.exists(f"{BUCKET}/e2e/split/checkpoints/4/commit_success.txt")
+                   and _logged_up_to(fs, f"{BUCKET}/e2e/split") >= 4):
             assert proc.poll() is None and time.time() < deadline, (logs / "killed.log").read_text()
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGKILL)
@@ -345,9 +357,7 @@ def test_pretrain_kill_resume_evaluate_export_on_gcs(gcs, tmp_path):
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(30)
-    killed_at = max(json.loads(ln)["step"] for ln in
-                    fs.cat(f"{BUCKET}/e2e/split/metrics.jsonl").splitlines()) \
-        if fs.exists(f"{BUCKET}/e2e/split/metrics.jsonl") else None
+    killed_at = _logged_up_to(fs, f"{BUCKET}/e2e/split")
     resumed = run(drill_helpers.main_argv(split, RUN), "resumed")
     assert f"resuming from {split}/checkpoints/" in resumed, drill_helpers.tail(resumed)
 
@@ -397,13 +407,15 @@ def test_two_processes_share_the_bucket_and_new_hosts_resume_from_it(gcs, tmp_pa
     try:
         for i in range(2):
             env = drill_helpers.child_env(1, str(tmp_path / "jax_cache"), **emulator_env(url),
+                                          JAXSSL_REMOTE_FLUSH_S=1,
                                           JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
                                           JAX_NUM_PROCESSES=2, JAX_PROCESS_ID=i)
             procs.append(subprocess.Popen(
                 drill_helpers.main_argv(workdir, over, "--distributed"), cwd=cwd, env=env,
                 stdout=open(logs / f"p{i}.log", "w"), stderr=subprocess.STDOUT))
         deadline = time.time() + 400
-        while not fs.exists(f"{root}/checkpoints/8/commit_success.txt"):
+        while not (fs.exists(f"{root}/checkpoints/8/commit_success.txt")
+                   and _logged_up_to(fs, root) >= 8):
             assert all(p.poll() is None for p in procs) and time.time() < deadline, \
                 [drill_helpers.tail((logs / f"p{i}.log").read_text()) for i in range(2)]
             time.sleep(0.1)
