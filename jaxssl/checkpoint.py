@@ -4,7 +4,7 @@ Layout of one step (``WORKDIR/checkpoints/<step>/``): ``state/`` (the TrainState
 ``StandardSave``) and ``meta/`` (JSON: the step, a fingerprint of every state leaf, the device
 and process count of the run that wrote it).
 
-What this module guarantees (../shared/RELIABILITY.md rows 2, 4, 5, 6, 10, 11):
+What this module guarantees (docs/reliability.md lists them for users):
 
 * **Atomic**: orbax writes each step into ``<step>.orbax-checkpoint-tmp-<time>`` and renames it
   when every item is written. A crash in between leaves a tmp folder that is never restored;
