@@ -4,7 +4,7 @@ Layout of one step (``WORKDIR/checkpoints/<step>/``): ``state/`` (the TrainState
 ``StandardSave``) and ``meta/`` (JSON: the step, a fingerprint of every state leaf, the device
 and process count of the run that wrote it).
 
-What this module guarantees (../shared/RELIABILITY.md rows 2, 4, 5, 6, 10, 11):
+What this module guarantees (docs/reliability.md lists them for users):
 
 * **Atomic**: orbax writes each step into ``<step>.orbax-checkpoint-tmp-<time>`` and renames it
   when every item is written. A crash in between leaves a tmp folder that is never restored;
@@ -24,10 +24,14 @@ What this module guarantees (../shared/RELIABILITY.md rows 2, 4, 5, 6, 10, 11):
   (:class:`NonFiniteStateError`), naming the leaves.
 * **Save errors surface**: an async save that fails raises :class:`CheckpointSaveError` at the
   next :meth:`save`, :meth:`wait` or :meth:`close` (orbax only logs some of them).
+* **Local or on GCS**: the workdir is a local folder or a ``gs://`` URL (:mod:`jaxssl.paths`;
+  every path here is an ``etils.epath.Path``). On GCS orbax writes a step in place and marks
+  it finished with a ``commit_success.txt`` object instead of renaming a tmp folder; an
+  unfinished step is removed and never restored either way. :func:`check_workdir` proves the
+  workdir writable from every process before any device work.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
@@ -37,7 +41,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
+from jaxssl import paths
 from jaxssl.metrics import log
 
 FORMAT_VERSION = 1
@@ -164,12 +170,48 @@ def _item_handlers() -> dict:
     return {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
 
 
+def check_workdir(workdir: paths.PathLike) -> epath.Path:
+    """The resolved workdir, after proving this process can write it (one-line errors).
+
+    Local folders are left to the first write, as always. A URL must be ``gs://`` (orbax
+    writes arrays through tensorstore's ``gcs`` driver and finds steps with
+    ``google-cloud-storage``; other schemes would be written to a local folder named after
+    the scheme), and a probe object must be writable within
+    :func:`jaxssl.paths.check_timeout_s`. Every process calls it (each host writes its own
+    shards of a checkpoint); it touches no device. Raises :class:`CheckpointSaveError`.
+    """
+    try:
+        path = paths.resolve(workdir)
+    except paths.StorageError as e:
+        raise CheckpointSaveError(f"--workdir={workdir}: {e}") from None
+    if not paths.is_remote(path):
+        return path
+    scheme = paths.scheme(path)
+    if scheme != "gs":
+        raise CheckpointSaveError(
+            f"--workdir={path}: checkpoints cannot be written to {scheme}:// (orbax-checkpoint "
+            "writes arrays to a local or mounted folder or to gs:// only); use gs://BUCKET/... "
+            "or a local path, and copy the run elsewhere afterwards")
+    try:
+        import google.cloud.storage  # noqa: F401  (orbax lists gs:// steps with it)
+    except ImportError as e:
+        raise CheckpointSaveError(
+            f"--workdir={path}: orbax-checkpoint needs google-cloud-storage for gs:// "
+            f"checkpoints ({e}); pip install gcsfs google-cloud-storage "
+            "(or pip install -e '.[gcs]')") from None
+    try:
+        paths.check_writable(path)
+    except paths.StorageError as e:
+        raise CheckpointSaveError(str(e)) from None
+    return path
+
+
 class Checkpointer:
     """A verified, atomic ``ocp.CheckpointManager`` for one TrainState pytree."""
 
-    def __init__(self, workdir: str, max_to_keep: int = 3, async_save: bool = True):
-        self.workdir = os.path.abspath(workdir)
-        self.directory = os.path.join(self.workdir, "checkpoints")
+    def __init__(self, workdir: paths.PathLike, max_to_keep: int = 3, async_save: bool = True):
+        self.workdir = paths.resolve(workdir)
+        self.directory = self.workdir / "checkpoints"
         if jax.process_index() == 0:
             self._remove_unfinished()
         options = ocp.CheckpointManagerOptions(
@@ -189,17 +231,23 @@ class Checkpointer:
 
     # ----- discovery ---------------------------------------------------------------------
     def _remove_unfinished(self) -> None:
-        if not os.path.isdir(self.directory):
+        if not self.directory.is_dir():
             return
-        for name in sorted(os.listdir(self.directory)):
-            if _TMP_DIR.match(name):
-                path = os.path.join(self.directory, name)
+        remote = paths.is_remote(self.directory)
+        for path in sorted(self.directory.iterdir()):
+            # Local: a tmp folder orbax did not rename. GCS: a step folder without the
+            # commit_success.txt orbax writes last.
+            if _TMP_DIR.match(path.name) or (remote and path.name.isdigit() and path.is_dir()
+                                               and not ocp.step.is_path_finalized(path)):
                 log(f"checkpoint: removing unfinished save {path} (interrupted before it was "
                     "finalised; it is never restored)")
-                shutil.rmtree(path, ignore_errors=True)
+                if remote:
+                    path.rmtree(missing_ok=True)
+                else:
+                    shutil.rmtree(path, ignore_errors=True)
 
-    def step_path(self, step: int) -> str:
-        return os.path.join(self.directory, str(int(step)))
+    def step_path(self, step: int) -> epath.Path:
+        return self.directory / str(int(step))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -209,7 +257,7 @@ class Checkpointer:
 
     def metadata(self, step: int) -> dict:
         """The ``meta`` JSON of a step (``{}`` for checkpoints without one)."""
-        if not os.path.isdir(os.path.join(self.step_path(step), "meta")):
+        if not (self.step_path(step) / "meta").is_dir():
             return {}
         try:
             out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
@@ -271,7 +319,7 @@ class Checkpointer:
             raise CheckpointSaveError(
                 f"the async save of step {step} to {self.step_path(step or 0)} failed: "
                 f"{_first_line(e)}; check that the workdir is writable and has free space") from e
-        if step is not None and not os.path.isdir(self.step_path(step)) and jax.process_index() == 0:
+        if step is not None and jax.process_index() == 0 and not _finished(self.step_path(step)):
             raise CheckpointSaveError(
                 f"the async save of step {step} did not finish: {self.step_path(step)} was not "
                 "written (orbax skipped finalising it after a write error); check that the "
@@ -350,16 +398,20 @@ class Checkpointer:
 
     def _quarantine(self, step: int, error: Exception) -> None:
         src = self.step_path(step)
-        dst = os.path.join(self.workdir, "corrupt_checkpoints", f"{step}-{int(time.time())}")
+        dst = self.workdir / "corrupt_checkpoints" / f"{step}-{int(time.time())}"
         log(f"warning: {error}\nrestore_fallback: moving {src} to {dst} and trying the "
             "previous checkpoint")
         if jax.process_index() == 0:
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.move(src, dst)
+            paths.move(src, dst)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices(f"jaxssl_quarantine_{step}")
         self.manager.reload()
+
+
+def _finished(step_dir: epath.Path) -> bool:
+    """Whether orbax finalised this step (renamed it locally, committed it on GCS)."""
+    return step_dir.is_dir() and ocp.step.is_path_finalized(step_dir)
 
 
 def _device_count(tree) -> int:
@@ -369,7 +421,7 @@ def _device_count(tree) -> int:
     return len(sharding.device_set) if sharding is not None else jax.device_count()
 
 
-def _verify(path: str, state: Any, meta: dict) -> None:
+def _verify(path: paths.PathLike, state: Any, meta: dict) -> None:
     expected = meta.get("fingerprints")
     if expected is None:
         return  # written without a meta/ item: nothing to verify against
@@ -388,23 +440,26 @@ def _first_line(e: BaseException) -> str:
 
 
 # ----------------------------------------------------------------------------- init_from
-def resolve(path: str) -> tuple[str, int]:
-    """``(checkpoints directory, step)`` for a step folder, a checkpoints folder or a workdir."""
-    path = os.path.abspath(path)
-    if os.path.isdir(os.path.join(path, "state")) and os.path.basename(path).isdigit():
-        return os.path.dirname(path), int(os.path.basename(path))
-    for directory in (path, os.path.join(path, "checkpoints")):
-        if os.path.isdir(directory):
-            steps = [int(n) for n in os.listdir(directory)
-                     if n.isdigit() and os.path.isdir(os.path.join(directory, n, "state"))]
+def resolve(path: paths.PathLike) -> tuple[epath.Path, int]:
+    """``(checkpoints directory, step)`` for a step folder, a checkpoints folder or a workdir.
+
+    Local paths are made absolute, URLs (``gs://...``) kept; only finished steps count.
+    """
+    path = paths.resolve(path)
+    if path.name.isdigit() and (path / "state").is_dir():
+        return path.parent, int(path.name)
+    for directory in (path, path / "checkpoints"):
+        if directory.is_dir():
+            steps = [int(d.name) for d in directory.iterdir()
+                     if d.name.isdigit() and (d / "state").is_dir() and _finished(d)]
             if steps:
                 return directory, max(steps)
     raise CheckpointError(
-        f"train.init_from={path!r} is not a checkpoint: pass a step folder "
+        f"train.init_from={str(path)!r} is not a checkpoint: pass a step folder "
         "(WORKDIR/checkpoints/<step>), a checkpoints folder or a workdir that holds one")
 
 
-def load_tree(path: str, mesh=None) -> tuple[dict, dict]:
+def load_tree(path: paths.PathLike, mesh=None) -> tuple[dict, dict]:
     """The full stored state of a checkpoint as a dict tree (verified), and its meta JSON.
 
     ``path`` is anything :func:`resolve` accepts. Arrays are restored replicated over ``mesh``
@@ -412,7 +467,7 @@ def load_tree(path: str, mesh=None) -> tuple[dict, dict]:
     """
     directory, step = resolve(path)
     ckpt = Checkpointer.__new__(Checkpointer)
-    ckpt.workdir, ckpt.directory, ckpt._pending = os.path.dirname(directory), directory, None
+    ckpt.workdir, ckpt.directory, ckpt._pending = directory.parent, directory, None
     ckpt.manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
         create=False), item_handlers=_item_handlers())
     try:
@@ -438,7 +493,7 @@ def load_tree(path: str, mesh=None) -> tuple[dict, dict]:
         ckpt.manager.close()
 
 
-def init_from(path: str, state: Any, mesh) -> tuple[Any, list[str], list[str]]:
+def init_from(path: paths.PathLike, state: Any, mesh) -> tuple[Any, list[str], list[str]]:
     """Load the leaves of ``params`` and ``model_state`` that match by path and shape.
 
     A new run starting from another run's checkpoint (a pretrained backbone into a new head,
@@ -467,6 +522,6 @@ def init_from(path: str, state: Any, mesh) -> tuple[Any, list[str], list[str]]:
         lambda p, x: pick((jax.tree_util.DictKey("model_state"),) + tuple(p), x), state.model_state)
     if not loaded:
         raise CheckpointError(
-            f"train.init_from={path!r}: no parameter matches the config's model by name and "
+            f"train.init_from={str(path)!r}: no parameter matches the config's model by name and "
             f"shape (checkpoint has e.g. {sorted(stored_flat)[:5]}); check the path and the model")
     return state.replace(params=params, model_state=model_state), loaded, initialised

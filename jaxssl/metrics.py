@@ -3,40 +3,86 @@
 ``WORKDIR/metrics.jsonl`` gets one JSON object per logged step (``{"step": ..., "loss": ...}``)
 and is appended to on resume. TensorBoard event files go to ``WORKDIR/tensorboard`` when the
 ``tensorboard`` package is installed (its pure-Python writer; TensorFlow is not needed).
+
+The workdir may be a URL (``gs://...``, :mod:`jaxssl.paths`): an object cannot be appended
+to, so both files are then kept in memory and uploaded whole by a background thread every
+few seconds (``JAXSSL_REMOTE_FLUSH_S``, default 5) and at every :meth:`MetricWriter.flush`
+(SIGTERM, abort, the end of the run): a SIGKILLed run loses at most those last seconds.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
+import socket
 import sys
 import time
 from typing import Mapping
 
 import jax
 
+from jaxssl import paths
 
-def _tensorboard_writer(logdir: str):
+_EVENT_FILES = itertools.count()  # the uid suffix TensorBoard's writer adds, per process
+
+
+class _RemoteEventFile:
+    """TensorBoard's record format (``RecordWriter``) into an object rewritten at each flush:
+    the ``EventFileWriter`` API (``add_event``, ``flush``, ``close``) for a URL logdir, whose
+    own writer would go through ``tf.io.gfile`` rather than :mod:`jaxssl.paths`."""
+
+    def __init__(self, logdir, flush_every_s: float | None):
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+                f"{os.getpid()}.{next(_EVENT_FILES)}")
+        self._file = paths.AppendFile(logdir / name, flush_every_s, binary=True)
+        self._records = RecordWriter(self._file)
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
+
+    def add_event(self, event) -> None:
+        self._records.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _tensorboard_writer(logdir, flush_every_s: float | None):
     try:
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
         from tensorboard.compat.proto import summary_pb2
     except ImportError:
         return None
-    return EventFileWriter(logdir), summary_pb2
+    if paths.is_remote(logdir):
+        return _RemoteEventFile(logdir, flush_every_s), summary_pb2
+    return EventFileWriter(os.fspath(logdir)), summary_pb2
 
 
 class MetricWriter:
-    """Writes scalars from process 0; a no-op on other processes."""
+    """Writes scalars from process 0; a no-op on other processes.
 
-    def __init__(self, workdir: str, tensorboard: bool = True):
+    ``workdir`` is a local folder or a URL (:func:`jaxssl.paths.resolve`); for a URL
+    ``flush_every_s`` (default :func:`jaxssl.paths.remote_flush_s`) bounds how long written
+    rows wait in memory before being uploaded.
+    """
+
+    def __init__(self, workdir: paths.PathLike, tensorboard: bool = True,
+                 flush_every_s: float | None = None):
         self.active = jax.process_index() == 0
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        workdir = paths.resolve(workdir)
+        self.path = workdir / "metrics.jsonl"
         self._tb = None
         if self.active:
-            os.makedirs(workdir, exist_ok=True)
-            self._file = open(self.path, "a", buffering=1)
+            paths.makedirs(workdir)
+            self._file = paths.AppendFile(self.path, flush_every_s)
             if tensorboard:
-                self._tb = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
+                self._tb = _tensorboard_writer(workdir / "tensorboard", flush_every_s)
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
         if not self.active:

@@ -117,8 +117,7 @@ def plot_run(workdir: str, out: str | None = None) -> str:
     _panel(axes[1, 1], rows, eval_keys, "evaluation", "value", markers=True)
     fig.suptitle(os.path.basename(os.path.abspath(workdir)))
     out = out or os.path.join(workdir, "curves.png")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out)
+    _savefig(fig, out)
     return out
 
 
@@ -178,9 +177,20 @@ def save_embedding_map(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], path
         ax.set_yticks([])
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, markerscale=2,
                     title="class")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    _savefig(fig, path)
     return path
+
+
+def _savefig(fig, path) -> None:
+    """``fig`` written to ``path``, a local file or a URL (:mod:`jaxssl.paths`), in the format
+    its extension names (``.png``, ``.pdf``, ``.svg``...; PNG without one)."""
+    import io
+
+    from jaxssl import paths
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png")
+    paths.write_bytes(path, buffer.getvalue())
 
 
 def _class_colours(n: int) -> list:

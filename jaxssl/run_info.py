@@ -2,6 +2,7 @@
 
 ``WORKDIR/config.json`` holds the resolved config; ``WORKDIR/run_info.json`` the jaxssl git
 revision, package versions, and the device kind, count and process count of each (re)start.
+Both are written by process 0 only, to a local folder or a URL (:mod:`jaxssl.paths`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import sys
 import time
 
 import jax
+
+from jaxssl import paths
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections",
             "tensorflow-datasets", "tensorflow-cpu", "tensorflow", "numpy", "tokenizers")
@@ -60,18 +63,16 @@ def config_json(config) -> str:
     return config.to_json_best_effort(indent=2, sort_keys=True)
 
 
-def record_start(workdir: str, config) -> None:
+def record_start(workdir: paths.PathLike, config) -> None:
     """Write config.json and append this start's environment to run_info.json (process 0)."""
     if jax.process_index() != 0:
         return
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config_json(config))
-    path = os.path.join(workdir, "run_info.json")
+    workdir = paths.resolve(workdir)
+    paths.makedirs(workdir)
+    paths.write_text(workdir / "config.json", config_json(config))
+    path = workdir / "run_info.json"
     starts = []
-    if os.path.exists(path):
-        with open(path) as f:
-            starts = json.load(f).get("starts", [])
+    if path.exists():
+        starts = json.loads(path.read_text()).get("starts", [])
     starts.append(environment())
-    with open(path, "w") as f:
-        json.dump({"starts": starts}, f, indent=2)
+    paths.write_text(path, json.dumps({"starts": starts}, indent=2))

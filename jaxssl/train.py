@@ -55,7 +55,7 @@ from jaxssl import config as config_lib
 from jaxssl import flops as flops_lib
 from jaxssl import metrics as metrics_lib
 from jaxssl import monitor as monitor_lib
-from jaxssl import optim, rng, run_info
+from jaxssl import optim, paths, rng, run_info
 from jaxssl import sharding as sharding_lib
 from jaxssl import train_state as state_lib
 from jaxssl import methods as methods_lib
@@ -124,13 +124,12 @@ def make_train_step(method, tx, lr_fn, debug_nan_at_step: int = -1):
 _RESUMABLE_CHANGES = ("mesh.", "train.restore_fallback")
 
 
-def _check_workdir_config(workdir: str, config, allow_change: bool) -> None:
-    """Refuse to resume a workdir whose recorded config differs, unless told to."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path) or allow_change:
+def _check_workdir_config(workdir, config, allow_change: bool) -> None:
+    """Refuse to resume a workdir (local or URL) whose recorded config differs, unless told to."""
+    path = paths.resolve(workdir) / "config.json"
+    if allow_change or not path.exists():
         return
-    with open(path) as f:
-        old = json.load(f)
+    old = json.loads(path.read_text())
     new = json.loads(run_info.config_json(config))
 
     def flat(d, prefix=""):
@@ -278,10 +277,12 @@ def _replicated_scalar(value: int, mesh) -> jax.Array:
 
 def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     """Train (or resume) and evaluate; returns the final evaluation results."""
+    # A local folder (made absolute) or a URL (gs://...) that every process proved it can
+    # write, before any device work.
+    workdir = os.fspath(checkpoint_lib.check_workdir(workdir))
     methods_lib.validate_config(config)
-    workdir = os.path.abspath(workdir)
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
+        paths.makedirs(workdir)
     _check_workdir_config(workdir, config, allow_config_change)
     setup = Setup(config, validate=False)
     mesh, method, feeder, tx = setup.mesh, setup.method, setup.feeder, setup.tx
@@ -431,8 +432,8 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
         results = setup.evaluate(state, workdir, final=True)
         writer.write(total, _flatten_results(results))
         if jax.process_index() == 0:
-            with open(os.path.join(workdir, "eval_results.json"), "w") as f:
-                json.dump(results, f, indent=2)
+            paths.write_text(paths.resolve(workdir) / "eval_results.json",
+                             json.dumps(results, indent=2))
         metrics_lib.log(results_table(results))
     writer.close()
     return results

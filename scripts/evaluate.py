@@ -8,15 +8,17 @@ Restores the checkpoint (the latest, or ``--step``) into the current device mesh
 same evaluators as the trainer (``config.eval.evaluators``; for image methods frozen features
 of the labelled train and held-out test splits, streamed from the host for ImageNet-size
 data, every example once, then kNN and the linear probe), and writes
-``WORKDIR/eval_results_step{N}.json`` (same keys as the trainer's ``eval_results.json``).
+``WORKDIR/eval_results_step{N}.json`` (same keys as the trainer's ``eval_results.json``;
+WORKDIR may be a URL, gs://BUCKET/...).
 """
 from __future__ import annotations
 
 import json
-import os
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from jaxssl import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's workdir (holds checkpoints/).")
@@ -27,7 +29,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    from jaxssl import metrics, train
+    import jax
+
+    from jaxssl import metrics, paths, train
     from jaxssl.evaluators import build
 
     config = _CONFIG.value
@@ -36,12 +40,12 @@ def main(argv):
                                                   baselines=_BASELINES.value)
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    out = os.path.join(_WORKDIR.value, f"eval_results_step{step}.json")
-    with open(out, "w") as f:
-        json.dump(results, f, indent=2)
+    out = paths.resolve(_WORKDIR.value) / f"eval_results_step{step}.json"
+    if jax.process_index() == 0:
+        paths.write_text(out, json.dumps(results, indent=2))
     metrics.log(train.results_table(results))  # a table, or JSON for flat results (MLM)
     metrics.log(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

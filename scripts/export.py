@@ -8,7 +8,8 @@
         --format=hf_bert --out=bert_pydoc_hf/
 
 --config is the run's config (with the same overrides as the run); the checkpoint (latest,
-or --step) is restored on the CPU and converted (jaxssl.export). ``.pt`` outputs need torch,
+or --step) is restored on the CPU and converted (jaxssl.export). --workdir and --out may be
+local paths or URLs (gs://BUCKET/...). ``.pt`` outputs need torch,
 ``.safetensors`` outputs and ``hf_bert`` need only the safetensors package. A summary with
 the step and how to build the model that loads the file is printed and written beside it
 (``<out>.json``; ``DIR/export.json`` for hf_bert).
@@ -51,6 +52,7 @@ def main(argv):
     export.require_writer(_OUT.value, _FORMAT.value)  # a missing torch / safetensors: one line
     summary = export.export_run(_CONFIG.value, _WORKDIR.value, _FORMAT.value, _OUT.value,
                                 step=_STEP.value)
+    # A str join, so that a gs:// --out stays a URL (jaxssl.paths writes both kinds).
     summary_path = (os.path.join(_OUT.value, "export.json") if _FORMAT.value == "hf_bert"
                     else _OUT.value + ".json")
     export.write_summary(summary, summary_path)

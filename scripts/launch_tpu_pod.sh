@@ -16,15 +16,19 @@
 #
 # --setup    first copies this checkout (its files as they are now, tracked or not, minus
 #            what .gitignore ignores) to ~/jaxssl on every worker and installs it there
-#            (pip install jax[tpu], pip install -e .[data]). Without it the workers must
-#            already hold ~/jaxssl with jaxssl installed.
+#            (pip install jax[tpu], pip install -e .[data,gcs]: tfds and the gs:// clients).
+#            Without it the workers must already hold ~/jaxssl with jaxssl installed.
+# A gs:// workdir is shared by all workers: every worker proves it can write it before
+# touching the TPU (one-line error otherwise: check the VM service account's storage scope),
+# process 0 writes the logs and JSON files, all write their checkpoint shards.
 # --detach   run under nohup on the workers (log in ~/jaxssl/train.log), so that closing
 #            this terminal does not stop the run; rerunning the same command resumes.
 # --dry_run  print the gcloud commands instead of running them.
 # Env: REPO_DIR (remote checkout, default jaxssl), PYTHON (remote, default python3),
 #      JAX_TPU_EXTRA (default 'jax[tpu]').
 # Preemption (spot / queued resources): the trainer saves a checkpoint on SIGTERM and exits
-# 75; run the same command again on the new slice to resume from WORKDIR.
+# 75; run the same command again on the new slice to resume from WORKDIR (the gs://
+# checkpoint folder is the only state, so new hosts find the run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,7 +76,7 @@ if [[ "$SETUP" == 1 ]]; then
     gcloud compute tpus tpu-vm scp "$TARBALL" "$TPU_NAME:jaxssl.tar.gz" "${GCLOUD_FLAGS[@]}" --worker=all
     rm -f "$TARBALL"
   fi
-  ssh_all "mkdir -p $REPO_DIR && tar -xzf jaxssl.tar.gz -C $REPO_DIR && cd $REPO_DIR && $PYTHON -m pip install -q -U '$JAX_TPU_EXTRA' && $PYTHON -m pip install -q -e '.[data]'"
+  ssh_all "mkdir -p $REPO_DIR && tar -xzf jaxssl.tar.gz -C $REPO_DIR && cd $REPO_DIR && $PYTHON -m pip install -q -U '$JAX_TPU_EXTRA' && $PYTHON -m pip install -q -e '.[data,gcs]'"
 fi
 
 MAIN_ARGS=$(printf '%q ' "$@")

@@ -18,6 +18,8 @@ hf_bert       bert_* (method 'mlm')                directory: ``config.json`` +
 
 State dicts (torchvision, timm) are written with ``torch.save`` (``.pt`` / ``.pth``; needs
 torch) or, for a path ending in ``.safetensors``, with ``safetensors.numpy`` (no torch).
+The workdir and ``out`` may be local paths or URLs (``gs://...``, :mod:`jaxssl.paths`): files
+are serialised in memory and written through ``etils.epath``.
 
 Which variables: the *online* (query, student) encoder's -- what the reference code exports
 for linear evaluation (MoCo's ``encoder_q`` / ``base_encoder``, SimCLR's backbone); the
@@ -30,19 +32,20 @@ MAE (``params/encoder``) and MLM (``params``) export without method-specific cod
 """
 from __future__ import annotations
 
+import io
 import json
-import os
 from collections import deque
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from jaxssl import paths
 from jaxssl.export import hf_bert, timm, torchvision
 
 FORMATS = ("torchvision", "timm", "hf_bert")
 
 
-def restore_variables(workdir: str, step: int | None = None) -> tuple[int, dict, dict]:
+def restore_variables(workdir: paths.PathLike, step: int | None = None) -> tuple[int, dict, dict]:
     """``(step, params, model_state)`` of a run's checkpoint as host numpy trees.
 
     ``step=None`` takes the latest. Uses :func:`jaxssl.checkpoint.load_tree` (verified
@@ -52,10 +55,12 @@ def restore_variables(workdir: str, step: int | None = None) -> tuple[int, dict,
 
     from jaxssl import checkpoint
 
-    path = os.path.join(workdir, "checkpoints", str(step)) if step is not None else workdir
-    if step is not None and not os.path.isdir(path):
-        available = sorted(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints"))
-                           if n.isdigit()) if os.path.isdir(os.path.join(workdir, "checkpoints")) else []
+    workdir = paths.resolve(workdir)
+    ckpts = workdir / "checkpoints"
+    path = ckpts / str(step) if step is not None else workdir
+    if step is not None and not path.is_dir():
+        available = sorted(int(p.name) for p in ckpts.iterdir()
+                           if p.name.isdigit()) if ckpts.is_dir() else []
         raise ValueError(f"--step={step}: no checkpoint {path}; available steps: {available}")
     tree, _ = checkpoint.load_tree(path)
     tree = jax.tree.map(np.asarray, tree)
@@ -117,18 +122,20 @@ def require_writer(out: str, fmt: str | None = None):
                             ".safetensors, which needs only the safetensors package)")
 
 
-def save_state_dict(tensors: Mapping[str, np.ndarray], path: str) -> str:
-    """Write ``{key: array}`` to ``path``: safetensors for ``*.safetensors``, else ``torch.save``
-    of ``{key: torch.Tensor}`` (torch imported here, with a clear error if missing)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+def save_state_dict(tensors: Mapping[str, np.ndarray], path: paths.PathLike) -> str:
+    """Write ``{key: array}`` to ``path`` (local or URL): safetensors for ``*.safetensors``, else
+    ``torch.save`` of ``{key: torch.Tensor}`` (a missing package: one-line error)."""
+    path = str(path)
     if path.endswith(".safetensors"):
         require_writer(path)
-        from safetensors.numpy import save_file
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
-                  metadata={"format": "pt"})
+        from safetensors.numpy import save
+        paths.write_bytes(path, save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+                                     metadata={"format": "pt"}))
         return path
     torch = require_writer(path)
-    torch.save({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, path)
+    buffer = io.BytesIO()
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, buffer)
+    paths.write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -150,7 +157,8 @@ def vit_heads_and_pool(config) -> tuple[int, str]:
     return heads, pool
 
 
-def export_run(config, workdir: str, fmt: str, out: str, step: int | None = None) -> dict:
+def export_run(config, workdir: paths.PathLike, fmt: str, out: str,
+               step: int | None = None) -> dict:
     """Export the checkpoint of the run (``config``, ``workdir``) as ``fmt`` to ``out``.
 
     Returns a summary: ``{'format', 'out', 'step', 'source_path', 'num_tensors', 'load'}``
@@ -197,10 +205,9 @@ def export_run(config, workdir: str, fmt: str, out: str, step: int | None = None
     return summary
 
 
-def write_summary(summary: dict, path: str) -> None:
+def write_summary(summary: dict, path: paths.PathLike) -> None:
     """The summary as JSON beside the export (``<out>.json`` / ``DIR/export.json``)."""
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=2)
+    paths.write_text(path, json.dumps(summary, indent=2))
 
 
 __all__ = ["FORMATS", "export_run", "require_writer", "restore_variables", "find_subtree", "save_state_dict",

@@ -22,7 +22,6 @@ tokenizer's special tokens and lower-casing match BERT's.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Mapping
 
@@ -98,16 +97,17 @@ def hf_config(params: Mapping, *, num_heads: int, layer_norm_eps: float = 1e-12,
 
 
 def save_pretrained(params: Mapping, out_dir: str, config: dict) -> str:
-    """Write ``out_dir/config.json`` and ``out_dir/model.safetensors``; returns ``out_dir``."""
-    from jaxssl import optional
+    """Write ``out_dir/config.json`` and ``out_dir/model.safetensors`` (``out_dir`` local or a
+    URL, :mod:`jaxssl.paths`); returns ``out_dir``."""
+    from jaxssl import optional, paths
 
     optional.require("safetensors", "exporting to hf_bert (model.safetensors)")
-    from safetensors.numpy import save_file
-    os.makedirs(out_dir, exist_ok=True)
-    save_file(bert_state_dict(params), os.path.join(out_dir, SAFETENSORS_FILE),
-              metadata={"format": "pt"})
-    with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
-        json.dump(config, f, indent=2)
+    from safetensors.numpy import save
+    directory = paths.resolve(out_dir)
+    paths.makedirs(directory)
+    paths.write_bytes(directory / SAFETENSORS_FILE,
+                      save(bert_state_dict(params), metadata={"format": "pt"}))
+    paths.write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))
     return out_dir
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -199,15 +198,17 @@ class MaskedLM(Method):
         its source), so the run's ids can be decoded and a fine-tuning run reuses it."""
         if jax.process_index() != 0 or not workdir:
             return
-        os.makedirs(workdir, exist_ok=True)
-        dest = os.path.join(workdir, "vocab.txt")
-        if os.path.abspath(dest) != os.path.abspath(self.text.vocab_path):
-            shutil.copyfile(self.text.vocab_path, dest)
+        from jaxssl import paths
+        directory = paths.resolve(workdir)
+        paths.makedirs(directory)
+        dest = directory / "vocab.txt"
+        if paths.is_remote(directory) or os.path.abspath(dest) != os.path.abspath(self.text.vocab_path):
+            with open(self.text.vocab_path, encoding="utf-8") as f:
+                paths.write_text(dest, f.read())
         info = {"source": os.path.abspath(self.text.vocab_path), "vocab_size": self.vocab_size,
                 "lowercase": bool(self.config.data.lowercase),
                 "most_frequent_train_token": self.text.tokenizer.id_to_token(self.text.most_frequent_id)}
-        with open(os.path.join(workdir, "vocab_info.json"), "w") as f:
-            json.dump(info, f, indent=2)
+        paths.write_text(directory / "vocab_info.json", json.dumps(info, indent=2))
 
     def flops_per_step(self) -> float:
         """Model FLOPs of one step: tokens x docs/performance.md's per-token formula, f_head = P / T."""

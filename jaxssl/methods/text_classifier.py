@@ -186,11 +186,14 @@ class TextClassifier(Method):
 
     def save_artifacts(self, workdir: str) -> None:
         if jax.process_index() == 0 and workdir:
-            import shutil
-            os.makedirs(workdir, exist_ok=True)
-            dest = os.path.join(workdir, "vocab.txt")
-            if os.path.abspath(dest) != os.path.abspath(self.text.vocab_path):
-                shutil.copyfile(self.text.vocab_path, dest)
+            from jaxssl import paths
+            directory = paths.resolve(workdir)
+            paths.makedirs(directory)
+            dest = directory / "vocab.txt"
+            if paths.is_remote(directory) or os.path.abspath(dest) != os.path.abspath(
+                    self.text.vocab_path):
+                with open(self.text.vocab_path, encoding="utf-8") as f:
+                    paths.write_text(dest, f.read())
 
     def init_from(self, path: str, state, mesh):
         """Load the pretrained ``bert`` encoder of a masked-language checkpoint (strictly)."""
