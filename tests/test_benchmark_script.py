@@ -26,6 +26,7 @@ def test_image_workloads_build_valid_configs_from_the_presets(name):
     bench.apply_overrides(c, ["model.remat=full", "train.log_every_steps=7"])
     assert (c.data.name, c.model.dtype, c.model.remat, c.train.batch_size,
             c.train.log_every_steps) == ("synthetic", "bfloat16", "full", 4, 7)
+    from jaxssl import methods
     methods.validate_config(c, num_devices=1, num_processes=1)
 
 

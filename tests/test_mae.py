@@ -389,7 +389,7 @@ def test_digits_run_writes_eval_results_like_the_simclr_quickstart(tmp_path):
 @pytest.mark.slow
 def test_imagenet_preset_matches_the_paper_and_runs_one_shrunk_step(tmp_path):
     import tensorflow_datasets as tfds
-    from jaxssl.methods.mae import MAE, encoder_sizes
+    from jaxssl.methods.mae import encoder_sizes
     c = load_config("mae_vit_base_imagenet")
     assert (c.model.backbone, c.model.patch_size, c.data.image_size) == ("vit_base", 16, 224)
     assert (c.train.batch_size, c.train.num_epochs) == (4096, 1600.0)

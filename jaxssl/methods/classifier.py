@@ -50,7 +50,6 @@ from jaxssl.augment import image as aug
 from jaxssl.data import pipeline, sources
 from jaxssl.evaluators import protocol
 from jaxssl.methods.image import ImageMethod
-from jaxssl.models import heads
 
 #: pretraining method -> (path of its backbone in the checkpoint's params, in its batch_stats,
 #: path of its projection head in params / batch_stats)

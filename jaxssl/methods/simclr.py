@@ -19,10 +19,9 @@ from __future__ import annotations
 import math
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from jaxssl import losses, rng
+from jaxssl import losses
 from jaxssl.methods.image import ImageMethod
 from jaxssl.models import heads, registry, resnet
 
@@ -107,10 +106,6 @@ class SimCLR(ImageMethod):
         zn = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
         metrics = {"embedding_std": jnp.mean(jnp.std(zn, axis=0)) * jnp.sqrt(z.shape[-1])}
         return loss, ({**model_state, **updates}, metrics)
-
-    def chance_loss(self) -> float:
-        """NT-Xent of identical embeddings: ``log(2N - 1)`` (every logit equal)."""
-        return math.log(2 * int(self.config.train.batch_size) - 1)
 
     def backbone_features(self, params, model_state, images):
         return self.model.apply({"params": params, **model_state}, images,
