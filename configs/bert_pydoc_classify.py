@@ -11,6 +11,8 @@ Expected:  W/eval_results.json = {"pretrained": {"accuracy": ...}, "random_init"
            held-out paragraphs of the embedded ``pydoc_chapters`` task (which of six CPython
            documentation pages a paragraph comes from; jaxssl.data.text_classification).
            Majority class 0.262, a bag-of-words logistic regression 0.738 (Python 3.11.7).
+           Measured (seed 0, 1 CPU device, from a bert_pydoc run): pretrained 0.671, random
+           init 0.532, majority class 0.262.
 
 Recipe: BERT's fine-tuning (google-research/bert ``run_classifier.py``): [CLS] pooler +
 dropout 0.1 + linear classifier, AdamW (b2 0.999, eps 1e-6, weight decay 0.01, none on
