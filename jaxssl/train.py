@@ -157,9 +157,8 @@ class Setup:
     The evaluators ``config.eval`` lists are built around the method on first use.
     """
 
-    def __init__(self, config, validate: bool = True):
-        if validate:
-            methods_lib.validate_config(config)
+    def __init__(self, config):
+        methods_lib.validate_config(config)
         self.config = config
         self.mesh = sharding_lib.make_mesh(config.mesh.num_devices or None)
         self.global_batch = int(config.train.batch_size)
@@ -284,7 +283,7 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     if jax.process_index() == 0:
         paths.makedirs(workdir)
     _check_workdir_config(workdir, config, allow_config_change)
-    setup = Setup(config, validate=False)
+    setup = Setup(config)
     mesh, method, feeder, tx = setup.mesh, setup.method, setup.feeder, setup.tx
     global_batch, total, lr_fn = setup.global_batch, setup.total_steps, setup.lr_fn
     tcfg = config.train

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxssl.data import pipeline
 from jaxssl import config as config_lib
 from jaxssl import optim, rng, sharding
 from jaxssl.augment import masking
@@ -161,7 +162,8 @@ def tiny_v3_config(preset_arg: str):
 def make_v3(config):
     from jaxssl.methods.moco import MoCoV3
     MoCoV3.validate_config(config)
-    return MoCoV3(config, sharding.make_mesh(1))
+    mesh = sharding.make_mesh(1)
+    return MoCoV3(config, mesh, pipeline.build_train_data(config, mesh, MoCoV3), total_steps=1)
 
 
 @pytest.mark.parametrize("preset_arg,last_bn", [("vit_small", True), ("r50", False)])
@@ -291,7 +293,8 @@ def test_mae_encoder_and_decoder_init_as_models_mae():
     with c.unlocked():
         c.mesh.num_devices = 1
     MAE.validate_config(c)
-    method = MAE(c, sharding.make_mesh(1))
+    mesh = sharding.make_mesh(1)
+    method = MAE(c, mesh, pipeline.build_train_data(c, mesh, MAE), total_steps=1)
     params, _ = jax.jit(method.init)(rng.root_key(0, "init"))
     enc, dec = params["encoder"], params["decoder"]
     for qkv, dim in [(enc["blocks_0"]["attn"]["qkv"]["kernel"], 128),

@@ -319,7 +319,7 @@ def _glue_split(name: str, split: str, tokenizer: WordPieceTokenizer, seq_len: i
         _fail("split", split, f"{name} has the labelled splits {list(splits)} "
               "(optionally sliced, e.g. 'train[:10%]')")
     from jaxssl.data.corpus import _import_tfds
-    tfds = _import_tfds()
+    tfds = _import_tfds(name)
     builder = tfds.builder(name, data_dir=data_dir)
     features = builder.info.features
     label_feature = features["label"]

@@ -302,13 +302,13 @@ class MoCoV2(_MoCoBase):
     @classmethod
     def validate_config(cls, config) -> None:
         from jaxssl.config import fail
-        _validate_common(config, "v2")
-        m, batch = config.moco, int(config.train.batch_size)
-        if m.queue_size <= 0 or m.queue_size % batch:
+        m, batch = config.get("moco", {}), int(config.train.batch_size)
+        if "queue_size" in m and (m.queue_size <= 0 or m.queue_size % batch):
             fail("moco.queue_size", m.queue_size,
                  f"the queue size K must be a positive multiple of the global batch "
                  f"train.batch_size={batch} (each step's keys fill slots [ptr, ptr + B) mod K); "
                  f"use e.g. {max(1, round(m.queue_size / batch)) * batch}")
+        _validate_common(config, "v2")
         if not isinstance(m.get("symmetric", False), bool):
             fail("moco.symmetric", m.symmetric, "use False (moco: one direction, one queue) or "
                  "True (solo-learn MoCo V2+: both directions, two queues)")
