@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from absl import flags
+from absl import flags, logging
 from ml_collections import config_flags
 
 from jaxssl import cli
@@ -34,6 +34,7 @@ def main(argv):
     from jaxssl import metrics, paths, train
     from jaxssl.evaluators import build
 
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     config = _CONFIG.value
     try:
         step, results = build.evaluate_checkpoint(config, _WORKDIR.value, _STEP.value,
