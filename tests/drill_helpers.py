@@ -443,7 +443,7 @@ def equiv_worker(out_dir: str) -> None:
     batch = feeder(EQUIV_STEP)
 
     # The rows of the global batch this process holds are the images its indices name.
-    images = np.asarray(method.pretrain_source.images)
+    images = np.asarray(method.data.source.images)
     want = images[feeder.indices(EQUIV_STEP)]
     for shard in batch["image"].addressable_shards:
         np.testing.assert_array_equal(np.asarray(shard.data), want[shard.index[0]])

@@ -401,9 +401,12 @@ def test_imagenet_preset_matches_the_paper_and_runs_one_shrunk_step(tmp_path):
     assert encoder_sizes(c.model, c.mae) == dict(hidden_dim=768, depth=12, num_heads=12)
 
     # Full-size parameter count, abstractly: MAE ViT-B/16 + dec512d8b.
-    with tfds.testing.mock_data(num_examples=8):
-        method = train.Setup(c).method
-        params, _ = jax.eval_shape(method.init, rng.root_key(0, "init"))
+    from jaxssl.data.pipeline import TrainData
+    from jaxssl.methods.mae import MAE
+    # The model only: an ImageNet-shaped (host-cropped, RGB) data description, no data read.
+    method = MAE(c, sharding_lib.make_mesh(1), TrainData(feeder=None, host_cropped=True, channels=3),
+                 total_steps=1)
+    params, _ = jax.eval_shape(method.init, rng.root_key(0, "init"))
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     encoder_count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params["encoder"]))
     # timm vit_base_patch16_224 (86,567,656) less its head (769,000) and pos_embed (151,296).
