@@ -11,7 +11,6 @@ count -- each value reproduced on the branch that made only that recipe change).
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import jax
@@ -19,11 +18,8 @@ import numpy as np
 import pytest
 
 from jaxssl import train
+from jaxssl.config import load_preset
 from jaxssl import train_state as state_lib
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 
 SMALL = {"train.batch_size": 16, "train.num_steps": 3, "train.num_epochs": 0.0,
          "mesh.num_devices": 1, "optim.warmup_epochs": 0.0, "eval.enabled": False}
@@ -40,17 +36,9 @@ PINNED = {
 
 
 def three_losses(path: str, arg, overrides: dict) -> list[float]:
-    spec = importlib.util.spec_from_file_location("pinned_config", os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg)
-    with config.unlocked():
-        for key, value in dict(SMALL, **overrides).items():
-            node = config
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
+    name = os.path.splitext(os.path.basename(path))[0]
+    config = load_preset(name, arg, **{k.replace(".", "__"): v
+                                       for k, v in dict(SMALL, **overrides).items()})
     setup = train.Setup(config)
     state = state_lib.create(setup.init_fn, setup.tx, setup.mesh)
     step_fn = jax.jit(train.make_train_step(setup.method, setup.tx, setup.lr_fn))
