@@ -52,6 +52,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Host-cropped sources (ImageNet): the PIL resample of the crop, the same field as
     # augment.resize_method (a reference: setting either sets both).
     c.data.resize_method = c.augment.get_ref("resize_method")
+    # One home for the crop geometry: the host crop of host-read sources is the view's crop
+    # (data.crop_scale / crop_ratio are references to augment.crop_scale / crop_ratio).
+    c.data.crop_scale = c.augment.get_ref("crop_scale")
+    c.data.crop_ratio = c.augment.get_ref("crop_ratio")
     c.eval_crop_fraction = 0.875  # SimCLR eval preprocessing: centre crop 0.875 then resize
 
     c.model = ml_collections.ConfigDict(dict(
@@ -90,6 +94,8 @@ def base_config() -> ml_collections.ConfigDict:
         # adamw: False drops Adam's bias correction, u = m / (sqrt(v) + eps) (google-research/bert
         # AdamWeightDecayOptimizer); True: optax.adamw.
         adam_bias_correction=True,
+        weight_decay_end=-1.0,    # adamw: >= 0 decays weight_decay to this on a cosine (DINO)
+        grad_clip_per_param=0.0,  # > 0: clip each parameter's gradient norm (DINO 3.0)
     ))
 
     c.train = ml_collections.ConfigDict(dict(

@@ -50,6 +50,10 @@ Config fields (``cfg`` is an ``ml_collections.ConfigDict`` or anything with attr
                      decay are laid over that many steps, and this run's step s uses the
                      schedule's step ``schedule_start_step + s`` -- one schedule split over
                      several runs (BERT's 90% at T=128, then 10% at T=512).
+  weight_decay_end   adamw: >= 0 decays the weight decay from weight_decay to this on a cosine
+                     over the run (DINO 0.04 -> 0.4); -1 (default) keeps it constant
+  grad_clip_per_param  > 0: each parameter's gradient clipped to this norm separately (DINO
+                     3.0, ``utils.clip_gradients``); 0 (default) off
   adam_bias_correction  adamw: True (default) Adam with bias correction (optax.adamw); False
                      google-research/bert's AdamWeightDecayOptimizer, ``u = m / (sqrt(v) + eps)``
                      on the raw moments (:func:`adamw_no_bias_correction`)
@@ -64,6 +68,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+
+from jaxssl import gradient_transforms
 
 Schedule = Callable[[Any], jax.Array]
 
@@ -85,6 +91,8 @@ OPTIONAL_DEFAULTS = {
     "schedule_total_steps": 0,
     "schedule_start_step": 0,
     "adam_bias_correction": True,
+    "weight_decay_end": -1.0,
+    "grad_clip_per_param": 0.0,
 }
 
 
@@ -421,6 +429,14 @@ def build_schedule(cfg: Any, *, global_batch: int, total_steps: int, steps_per_e
     return lambda step: schedule(jnp.asarray(step, jnp.float32) + start)
 
 
+def weight_decay_cosine(start: float, end: float, total_steps: int) -> Schedule:
+    """``wd(t) = end + (start - end) * (1 + cos(pi t / T)) / 2`` (DINO ``cosine_scheduler``)."""
+    def schedule(step):
+        t = jnp.clip(jnp.asarray(step, jnp.float32) / max(int(total_steps), 1), 0.0, 1.0)
+        return end + 0.5 * (start - end) * (1.0 + jnp.cos(jnp.pi * t))
+    return schedule
+
+
 def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
                     steps_per_epoch: int) -> tuple[optax.GradientTransformation, Schedule]:
     """``(optax transformation, step -> lr schedule)`` for the ``optim`` config section.
@@ -437,6 +453,10 @@ def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
     wd = float(_field(cfg, "weight_decay"))
     if wd < 0:
         raise ValueError(f"optim.weight_decay={wd} must be >= 0")
+    wd_end = float(_field(cfg, "weight_decay_end"))
+    if wd_end >= 0 and (name != "adamw" or not bool(_field(cfg, "adam_bias_correction"))):
+        raise ValueError(f"optim.weight_decay_end={wd_end} (a weight-decay schedule) is "
+                         f"implemented for optim.name='adamw' only, not {name!r}; set it to -1")
     no_decay = _names(cfg, "no_decay_names")
     frozen = _names(cfg, "frozen_params")
     decay_all = bool(_field(cfg, "decay_all_params"))
@@ -464,6 +484,13 @@ def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
         tx = adamw_no_bias_correction(schedule, b1=float(_field(cfg, "b1")),
                                       b2=float(_field(cfg, "b2")), eps=float(_field(cfg, "eps")),
                                       weight_decay=wd, mask=wd_mask)
+    elif name == "adamw" and wd_end >= 0:  # DINO: decoupled decay on a cosine wd -> wd_end
+        tx = optax.chain(
+            optax.scale_by_adam(b1=float(_field(cfg, "b1")), b2=float(_field(cfg, "b2")),
+                                eps=float(_field(cfg, "eps"))),
+            gradient_transforms.add_decayed_weights_schedule(
+                weight_decay_cosine(wd, wd_end, total_steps), wd_mask),
+            optax.scale_by_learning_rate(schedule))
     elif name == "adamw":
         tx = optax.adamw(schedule, b1=float(_field(cfg, "b1")), b2=float(_field(cfg, "b2")),
                          eps=float(_field(cfg, "eps")), weight_decay=wd, mask=wd_mask)
@@ -474,6 +501,11 @@ def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
     if frozen:
         tx = optax.chain(tx, optax.masked(optax.set_to_zero(),
                                           lambda params: names_mask(params, frozen)))
+    clip_each = float(_field(cfg, "grad_clip_per_param"))
+    if clip_each < 0:
+        raise ValueError(f"optim.grad_clip_per_param={clip_each} must be >= 0 (0 = off; DINO 3.0)")
+    if clip_each > 0:
+        tx = optax.chain(gradient_transforms.clip_by_parameter_norm(clip_each), tx)
     clip = float(_field(cfg, "grad_clip_norm"))
     if clip < 0:
         raise ValueError(f"optim.grad_clip_norm={clip} must be >= 0 (0 = no clipping)")

@@ -175,6 +175,10 @@ class Setup:
         lr_scales = self.method.lr_scales() if hasattr(self.method, "lr_scales") else None
         if lr_scales is not None:  # layer-wise lr decay: each update times its layer's scale
             self.tx = optax.chain(self.tx, optim.scale_by_tree(lr_scales))
+        if hasattr(self.method, "wrap_optimizer"):  # per-group optimizers, update freezes
+            self.tx = self.method.wrap_optimizer(self.tx, dict(
+                global_batch=self.global_batch, total_steps=self.total_steps,
+                steps_per_epoch=self.steps_per_epoch))
         init_key = rng.root_key(config.seed, "init")
         self.init_fn = lambda: self.method.init(init_key)  # noqa: E731
         self.abstract_state = state_lib.abstract(self.init_fn, self.tx, self.mesh)

@@ -24,6 +24,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+from view_helpers import given_views, use_given_views
 import pytest
 
 from jaxssl import train
@@ -188,12 +189,6 @@ def reference_lars_step(params, grads, lr, momentum, weight_decay, eeta):
     return new
 
 
-def given_views(batch, side, channels, seed=0):
-    """A batch that carries its two views ``[B, 2, S, S, C]`` (``ImageMethod.two_views`` uses
-    them as is), so the tests compile the model and the loss, not the augmentation."""
-    return {"views": jax.random.uniform(jax.random.key(seed), (batch, 2, side, side, channels))}
-
-
 def simclr_setup(scale, preset="simclr_imagenet", arg="v1"):
     """The digits data and small CNN, with the optimizer, temperature, head and loss scale of
     ``preset`` (warm-up off so the first step has the peak learning rate)."""
@@ -218,7 +213,7 @@ def lars_steps():
     out = {}
     for scale in (1.0, 2.0):
         setup = simclr_setup(scale)
-        method = setup.method
+        method = use_given_views(setup.method)
         params, model_state = jax.jit(method.init)(jax.random.key(0))
         batch = given_views(16, 8, 1)
         step = jnp.int32(0)
@@ -357,7 +352,7 @@ def test_mocov2_cifar10_preset_is_symmetric():
 @pytest.mark.slow
 def test_mocov2_symmetric_loss_and_two_queues_match_a_per_direction_loop():
     setup = moco_tiny(symmetric=True)
-    method = setup.method
+    method = use_given_views(setup.method)
     params, ms = jax.jit(method.init)(jax.random.key(0))
     k_size, batch_size, dim = 48, 16, 16
     assert ms["queue"].shape == (2, k_size, dim)
@@ -402,6 +397,7 @@ def test_mocov2_symmetric_loss_and_two_queues_match_a_per_direction_loop():
 @pytest.mark.slow
 def test_mocov2_symmetric_trains_with_shuffle_bn_groups():
     setup = moco_tiny(symmetric=True, shuffle="groups")
+    use_given_views(setup.method)
     from jaxssl import train_state
     state = train_state.create(setup.init_fn, setup.tx, setup.mesh)
     step_fn = jax.jit(train.make_train_step(setup.method, setup.tx, setup.lr_fn))

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import jax
 import jax.numpy as jnp
 import numpy as np
+from view_helpers import use_given_views
 import pytest
 
 from jaxssl.data import pipeline
@@ -197,12 +198,12 @@ def test_mocov3_predictor_last_bn_is_plain_standardisation():
 def test_mocov3_normalises_views_and_eval_images():
     """data.normalize_mean/std: the loss on raw views equals the loss of an unnormalised
     method on ``(v - mean) / std`` (torchvision Normalize), and so do the features."""
-    plain = make_v3(tiny_v3_config("vit_small"))     # a method keeps its config object
+    plain = use_given_views(make_v3(tiny_v3_config("vit_small")))  # keeps its config object
     config = tiny_v3_config("vit_small")
     with config.unlocked():
         config.data.normalize_mean = (0.4,)
         config.data.normalize_std = (0.2,)
-    normed = make_v3(config)
+    normed = use_given_views(make_v3(config))
     params, model_state = jax.jit(plain.init)(jax.random.key(0))
     views = jax.random.uniform(jax.random.key(1), (16, 2, 8, 8, 1))
     loss_n, _ = normed.loss(params, model_state, {"views": views}, 0)

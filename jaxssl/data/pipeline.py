@@ -2,7 +2,8 @@
 method's declared needs, before the method exists.
 
 A method class declares ``data_kind`` (which builder below), and image methods also
-``num_views`` (host crops per example on host-read sources) and ``train_keys`` (the batch
+``num_views`` (host crops per example on host-read sources) or a ``view_spec(config)``
+(:mod:`jaxssl.augment.views`: named groups of views, multi-crop) and ``train_keys`` (the batch
 entries its loss reads, e.g. ``("image", "label")`` for a classifier). The trainer calls
 :func:`build_train_data`, learns ``steps_per_epoch`` from the feeder, computes the run's
 length, and only then builds the method with the :class:`TrainData`.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from jaxssl.augment import views as views_lib
 from jaxssl.data import sources
 from jaxssl.data.feeder import DeviceFeeder, HostFeeder
 
@@ -88,9 +90,14 @@ def image_feeder(data_cfg, source: sources.ImageSource, *, global_batch: int, se
 
 def _image_data(config, mesh, method_cls) -> TrainData:
     role = getattr(method_cls, "train_role", "pretrain")
+    spec = method_cls.view_spec(config) if hasattr(method_cls, "view_spec") else None
+    crop_groups = None if spec is None else views_lib.host_crop_groups(spec)
     source = sources.load_image_source(config.data, role,
-                                       num_views=int(getattr(method_cls, "num_views", 2)))
+                                       num_views=int(getattr(method_cls, "num_views", 2)),
+                                       crop_groups=crop_groups)
     keys = tuple(getattr(method_cls, "train_keys", ("image",)))
+    if spec is not None and source.images is None:  # host crops: one entry per crop group
+        keys += tuple(c.key for c in spec.crop_groups() if c.key not in keys)
     feeder = image_feeder(config.data, source, global_batch=int(config.train.batch_size),
                           seed=int(config.seed), mesh=mesh, keys=keys)
     channels = source.image_shape[-1] if source.image_shape else 3

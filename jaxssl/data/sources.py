@@ -146,7 +146,8 @@ def resolve_split(data_cfg, split: str) -> tuple[str, str | None]:
 
 
 def load_image_source(data_cfg, split: str, *, host_crop: str | None = None,
-                      num_views: int = 2, eval_crop_fraction: float = 0.875) -> ImageSource:
+                      num_views: int = 2, eval_crop_fraction: float = 0.875,
+                      crop_groups=None) -> ImageSource:
     """The :class:`ImageSource` of ``data_cfg.name`` for ``split``.
 
     Args:
@@ -163,6 +164,9 @@ def load_image_source(data_cfg, split: str, *, host_crop: str | None = None,
         method's ``num_views``: 2 for SimCLR / MoCo, 1 for MAE and classifiers).
       eval_crop_fraction: host-cropped sources with ``host_crop='center'``: the centre crop's
         side fraction before the resize (the config's top-level ``eval_crop_fraction``).
+      crop_groups: host-cropped sources with ``host_crop='random'``: the method's views
+        (:func:`jaxssl.augment.views.host_crop_groups`), replacing ``num_views`` and the
+        ``data`` crop fields; each group comes back as its own batch entry.
     """
     name = data_cfg.name
     _check_name(name)
@@ -171,8 +175,9 @@ def load_image_source(data_cfg, split: str, *, host_crop: str | None = None,
         host_crop = "random" if role == "pretrain" else "center"
     module, function = _LOADERS[name]
     loader = getattr(importlib.import_module(module), function)
+    extra = {} if crop_groups is None else {"crop_groups": tuple(crop_groups)}
     return loader(data_cfg, dataset_split, role=role, host_crop=host_crop, num_views=num_views,
-                  eval_crop_fraction=eval_crop_fraction)
+                  eval_crop_fraction=eval_crop_fraction, **extra)
 
 
 def _check_name(name: str) -> None:

@@ -337,6 +337,19 @@ def _crop_resize(image, box: tuple[int, int, int, int], size: int,
     return np.asarray(out, np.uint8)
 
 
+def _check_crop_group(group) -> tuple:
+    count, size, scale, ratio, resize = group
+    if int(count) <= 0 or int(size) <= 0:
+        raise ValueError(f"host crop group {group!r}: count and size must be positive")
+    if not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"crop_scale={tuple(scale)} must satisfy 0 < lo <= hi <= 1")
+    if not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"crop_ratio={tuple(ratio)} must satisfy 0 < lo <= hi")
+    _pil_resample(resize)
+    return (int(count), int(size), tuple(float(x) for x in scale),
+            tuple(float(x) for x in ratio), str(resize))
+
+
 class HostCropReader:
     """Reads examples by index, decodes the JPEG and crops it on the host.
 
@@ -347,11 +360,19 @@ class HostCropReader:
     ``eval_crop_fraction``, resize). The views of row ``i`` are drawn, in order, from
     ``PCG64(SeedSequence([seed, stream_id('host_crop'), step, row_offset + i]))``.
     Flips and colour augmentations are left to the device.
+
+    ``crop_groups`` (multi-crop, :meth:`jaxssl.augment.views.ViewSpec.crop_groups`): a tuple of
+    ``(count, size, crop_scale, crop_ratio, resize_method)``; group ``g`` is returned as
+    ``crop_key(g)`` (``"image"``, ``"image_1"``, ...) ``uint8 [b, count, size, size, 3]``, all
+    views of a row drawn in order from the same generator. It replaces ``num_views`` /
+    ``image_size`` / ``crop_scale`` / ``crop_ratio`` / ``resize_method`` in ``'random'`` mode;
+    one group equal to those fields gives exactly the crops without it.
     """
 
     def __init__(self, data_source, *, image_size: int, mode: str, num_views: int = 2,
                  crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), eval_crop_fraction: float = 0.875,
-                 num_threads: int | None = None, resize_method: str = "bicubic"):
+                 num_threads: int | None = None, resize_method: str = "bicubic",
+                 crop_groups=None):
         _pil_resample(resize_method)  # fail early on an unknown name
         if mode not in HOST_CROP_MODES:
             raise ValueError(f"host_crop={mode!r}; use one of {list(HOST_CROP_MODES)}")
@@ -375,11 +396,27 @@ class HostCropReader:
         self.resize_method = str(resize_method)
         self.num_threads = num_threads or min(32, os.cpu_count() or 1)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        if crop_groups is None:
+            crop_groups = ((self.num_views, self.image_size, self.crop_scale, self.crop_ratio,
+                            self.resize_method),)
+        self.crop_groups = tuple(_check_crop_group(g) for g in crop_groups)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
+        """Shape of one example's ``"image"`` (the first crop group in ``'random'`` mode)."""
+        if self.mode == "random":
+            count, size = self.crop_groups[0][:2]
+            return (count, size, size, 3)
         s = self.image_size
-        return (self.num_views, s, s, 3) if self.mode == "random" else (s, s, 3)
+        return (s, s, 3)
+
+    @property
+    def output_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{batch key: one example's shape}`` of every entry ``__call__`` returns but labels."""
+        if self.mode != "random":
+            return {"image": self.output_shape}
+        from jaxssl.augment.views import crop_key
+        return {crop_key(i): (g[0], g[1], g[1], 3) for i, g in enumerate(self.crop_groups)}
 
     def __len__(self) -> int:
         return len(self.data_source)
@@ -398,11 +435,11 @@ class HostCropReader:
                                  self.image_size, self.resize_method)
         else:
             bitgen = np.random.PCG64(np.random.SeedSequence([seed, _HOST_CROP_STREAM, step, row]))
-            crops = np.stack([
-                _crop_resize(image, random_resized_crop_box(bitgen, height, width, self.crop_scale,
-                                                            self.crop_ratio), self.image_size,
-                             self.resize_method)
-                for _ in range(self.num_views)])
+            crops = tuple(
+                np.stack([_crop_resize(image, random_resized_crop_box(bitgen, height, width,
+                                                                      scale, ratio), size, resize)
+                          for _ in range(count)])
+                for count, size, scale, ratio, resize in self.crop_groups)
         return crops, int(record["label"])
 
     def __call__(self, indices: np.ndarray, *, seed: int, step: int, row_offset: int = 0) -> dict:
@@ -412,9 +449,16 @@ class HostCropReader:
         rows = range(row_offset, row_offset + len(indices))
         results = list(self._pool.map(self._load_one, indices, rows,
                                       [int(seed)] * len(indices), [int(step)] * len(indices)))
-        images = (np.stack([r[0] for r in results]) if results
-                  else np.zeros((0, *self.output_shape), np.uint8))
-        return {"image": images, "label": np.asarray([r[1] for r in results], np.int32)}
+        labels = np.asarray([r[1] for r in results], np.int32)
+        if self.mode != "random":
+            images = (np.stack([r[0] for r in results]) if results
+                      else np.zeros((0, *self.output_shape), np.uint8))
+            return {"image": images, "label": labels}
+        out = {"label": labels}
+        for g, (key, shape) in enumerate(self.output_shapes.items()):
+            out[key] = (np.stack([r[0][g] for r in results]) if results
+                        else np.zeros((0, *shape), np.uint8))
+        return out
 
     def close(self) -> None:
         """Stop the decoding threads (a later call starts new ones)."""
@@ -427,7 +471,7 @@ def load_host_cropped(name: str, split: str, data_dir: str | None, *, image_size
                       host_crop: str, num_views: int = 2, crop_scale=(0.08, 1.0),
                       crop_ratio=(3 / 4, 4 / 3), eval_crop_fraction: float = 0.875,
                       num_threads: int | None = None, field: str = "split",
-                      resize_method: str = "bicubic") -> ImageSource:
+                      resize_method: str = "bicubic", crop_groups=None) -> ImageSource:
     """imagenet2012 ``split`` read by index and cropped on the host (``on_device=False``).
 
     ``labels`` and ``images`` are ``None`` (nothing is held in memory); ``get`` returns the
@@ -450,7 +494,7 @@ def load_host_cropped(name: str, split: str, data_dir: str | None, *, image_size
     reader = HostCropReader(data_source, image_size=image_size, mode=host_crop, num_views=num_views,
                             crop_scale=crop_scale, crop_ratio=crop_ratio,
                             eval_crop_fraction=eval_crop_fraction, num_threads=num_threads,
-                            resize_method=resize_method)
+                            resize_method=resize_method, crop_groups=crop_groups)
     return ImageSource(
         name=name, split=split, images=None, labels=None, num_examples=len(data_source),
         num_classes=int(builder.info.features["label"].num_classes), image_shape=None,
@@ -458,7 +502,8 @@ def load_host_cropped(name: str, split: str, data_dir: str | None, *, image_size
 
 
 def load_from_config(data_cfg, split: str, *, role: str | None = None, host_crop: str = "center",
-                     num_views: int = 2, eval_crop_fraction: float = 0.875) -> ImageSource:
+                     num_views: int = 2, eval_crop_fraction: float = 0.875,
+                     crop_groups=None) -> ImageSource:
     """Registry entry for :func:`jaxssl.data.sources.load_image_source`."""
     field = f"data.{role}_split" if role else "split"
     name = data_cfg.name
@@ -470,4 +515,4 @@ def load_from_config(data_cfg, split: str, *, role: str | None = None, host_crop
         crop_scale=data_cfg.get("crop_scale", (0.08, 1.0)), crop_ratio=data_cfg.get("crop_ratio", (3 / 4, 4 / 3)),
         eval_crop_fraction=eval_crop_fraction,
         num_threads=data_cfg.get("host_threads", None), field=field,
-        resize_method=data_cfg.get("resize_method", "bicubic"))
+        resize_method=data_cfg.get("resize_method", "bicubic"), crop_groups=crop_groups)

@@ -1,8 +1,10 @@
 """What every image objective shares: its views of the step's images and a frozen feature.
 
-SimCLR, MoCo and MAE subclass :class:`ImageMethod` and add their model and loss. The trainer
-hands the method its :class:`~jaxssl.data.pipeline.TrainData`; views are cropped on the
-device unless the host already cropped them (``data.host_cropped``, the ImageNet path).
+SimCLR, MoCo, BYOL, SimSiam, Barlow Twins, VICReg, DINO and MAE subclass :class:`ImageMethod`
+and add their model and loss. A method declares its views as a
+:class:`~jaxssl.augment.views.ViewSpec` (``view_spec``) and reads them with ``make_views``;
+they are cropped on the device unless the host already cropped them (``data.host_cropped``,
+the ImageNet path).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import jax.numpy as jnp
 
 from jaxssl import rng
 from jaxssl.augment import image as aug
+from jaxssl.augment import views as views_lib
 from jaxssl.data import sources
 from jaxssl.methods.base import Method
 
@@ -36,6 +39,7 @@ class ImageMethod(Method):
         self.image_size = int(config.data.image_size)
         self.channels = int(data.channels)
         self.view_cfg = self.view_config(config.augment)
+        self.spec = self.view_spec(config)
 
     def view_config(self, augment_cfg) -> aug.ViewConfig:
         """The on-device :class:`ViewConfig` of ``augment_cfg``, without the crop when the host
@@ -48,24 +52,28 @@ class ImageMethod(Method):
     def items_per_step(self) -> int:
         return int(self.config.train.batch_size)
 
-    def two_views(self, batch, step, view_cfg_b=None):
-        """The two augmented views ``[B, S, S, C]`` of the step's images, keyed by (seed, step).
+    @classmethod
+    def view_spec(cls, config) -> views_lib.ViewSpec:
+        """The method's views (:mod:`jaxssl.augment.views`): by default one group ``views`` of
+        ``num_views`` views drawn with ``config.augment`` at ``data.image_size``. The trainer
+        builds host-read sources from it before the method exists, hence a classmethod."""
+        size = int(config.data.image_size)
+        return views_lib.ViewSpec((views_lib.group_from_config("views", cls.num_views,
+                                                               config.augment, size),))
 
-        A batch may instead carry ``"views"``: float ``[B, 2, S, S, C]`` views augmented
-        elsewhere (benchmarks against peers that time the step on given tensors), used as is.
-        """
-        if "views" in batch:
-            return batch["views"][:, 0], batch["views"][:, 1]
+    def make_views(self, batch, step) -> dict:
+        """``{group: float32 [count, B, S_g, S_g, C]}``: the step's views of ``view_spec``,
+        keyed by (seed, step, example, view); cropped here unless the host cropped them."""
         key = rng.step_key(self.config.seed, "augment", step)
-        images = batch["image"]
-        cfg_b = view_cfg_b or self.view_cfg
-        if images.ndim == 5:  # host-cropped [B, 2, S, S, C]
-            ka, kb = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-            n = images.shape[0]
-            va = aug.augment_batch(rng.example_keys(ka, n), images[:, 0], self.view_cfg)
-            vb = aug.augment_batch(rng.example_keys(kb, n), images[:, 1], cfg_b)
-            return va, vb
-        return aug.two_views(key, images, self.view_cfg, cfg_b)
+        return views_lib.make_views(self.spec, key, batch, host_cropped=self.data.host_cropped)
+
+    def two_views(self, batch, step, view_cfg_b=None):
+        """The first two views ``[B, S, S, C]`` of ``make_views`` in spec order (two-view
+        methods; ``view_cfg_b`` is ignored: the spec holds every view's settings)."""
+        del view_cfg_b
+        views = self.make_views(batch, step)
+        flat = [v for name in self.spec.names for v in views[name]]
+        return flat[0], flat[1]
 
     def dummy_input(self, batch: int = 2) -> jnp.ndarray:
         return jnp.zeros((batch, self.image_size, self.image_size, self.channels), jnp.float32)

@@ -62,14 +62,15 @@ import ml_collections
 from jaxssl import config as config_lib
 from jaxssl import losses
 from jaxssl.augment import image as aug
+from jaxssl.augment import views as views_lib
 from jaxssl.methods import momentum as momentum_lib
 from jaxssl.methods import shuffle_bn
 from jaxssl.methods.image import ImageMethod
-from jaxssl.models import heads, registry, resnet
-from jaxssl.models.vit import POOLS, POSEMBS, SINCOS_LAYOUTS, VIT_SIZES, VisionTransformer
+from jaxssl.models import heads, registry
+from jaxssl.models.vit import POOLS, POSEMBS, SINCOS_LAYOUTS
 
-_VIT_OVERRIDES = {"vit_hidden_dim": "hidden_dim", "vit_depth": "depth",
-                  "vit_num_heads": "num_heads"}
+_VIT_OVERRIDES = registry.VIT_OVERRIDES
+build_backbone = registry.build_backbone  # the one builder (jaxssl.models.registry)
 
 
 # --------------------------------------------------------------------------- config
@@ -176,32 +177,6 @@ def _dtype(model_cfg):
     return jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32
 
 
-def build_backbone(model_cfg) -> nn.Module:
-    """The backbone named by ``model.backbone`` with the config's ResNet / ViT options."""
-    name, dtype = model_cfg.backbone, _dtype(model_cfg)
-    if name.startswith("vit"):
-        if name not in VIT_SIZES:
-            raise ValueError(f"config field model.backbone={name!r} is invalid: use one of "
-                             f"{list(VIT_SIZES)}")
-        size = dict(VIT_SIZES[name])
-        for field, arg in _VIT_OVERRIDES.items():
-            if int(model_cfg.get(field, 0) or 0) > 0:
-                size[arg] = int(model_cfg[field])
-        return VisionTransformer(**size, patch_size=int(model_cfg.patch_size),
-                                 pool=model_cfg.get("pool", "cls"),
-                                 posemb=model_cfg.get("posemb", "sincos2d"),
-                                 freeze_patch_embed=bool(model_cfg.get("freeze_patch_embed", False)),
-                                 sincos_layout=model_cfg.get("sincos_layout", "mae"),
-                                 dtype=dtype, remat=str(model_cfg.get("remat", "none")))
-    if name.startswith("resnet"):
-        return registry.create_backbone(name, stem=model_cfg.stem,
-                                        width_multiplier=model_cfg.width_multiplier, dtype=dtype,
-                                        conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)),
-                                        remat=str(model_cfg.get("remat", "none")),
-                                        **resnet.resnet_options(model_cfg))
-    return registry.create_backbone(name, dtype=dtype)
-
-
 class Encoder(nn.Module):
     """Backbone then projector: images ``[B, H, W, C]`` -> projections ``[B, d]``."""
     backbone: nn.Module
@@ -257,12 +232,22 @@ class _MoCoBase(ImageMethod):
         super().__init__(config, mesh, data, total_steps)
         m = config.model
         self.encoder = Encoder(build_backbone(m), self.make_projector(m))
-        self.view_cfg_b = self.view_config(dict(config.augment.to_dict(),
-                                                **config.moco.view2.to_dict()))
-        mc = config.moco
-        self.momentum_at = momentum_lib.momentum_schedule(
-            float(mc.momentum), float(mc.momentum_final), self.total_steps, mc.momentum_schedule)
+        # The key encoder: an EmaTeacher configured by the moco section's momentum fields.
+        self.teacher = momentum_lib.EmaTeacher.from_config(config.moco, self.total_steps,
+                                                           section="moco")
+        self.momentum_at = self.teacher.momentum_at
+        self.view_cfg_b = self.spec.group("view2").augment  # the key view's settings
         self.temperature = float(config.loss.temperature)
+
+    @classmethod
+    def view_spec(cls, config) -> views_lib.ViewSpec:
+        """Two groups of one view: ``view1`` (``augment``), ``view2`` (``augment`` with the
+        ``moco.view2`` overrides: the key crop of v2, BYOL's asymmetric view of v3)."""
+        size = int(config.data.image_size)
+        return views_lib.ViewSpec((
+            views_lib.group_from_config("view1", 1, config.augment, size),
+            views_lib.group_from_config("view2", 1, config.augment, size, config.moco.view2)))
+
 
     @abc.abstractmethod
     def make_projector(self, model_cfg) -> nn.Module:
@@ -279,9 +264,8 @@ class _MoCoBase(ImageMethod):
     def after_update(self, state):
         """EMA of the key encoder with ``m(step + 1)`` (module docstring: momentum timing)."""
         ms = state.model_state
-        m = self.momentum_at(state.step + 1)
-        teacher_params = momentum_lib.ema_update(
-            ms["teacher"]["params"], self.online_encoder_params(state.params), m)
+        teacher_params = self.teacher.update(ms["teacher"]["params"],
+                                             self.online_encoder_params(state.params), state.step)
         teacher = {**ms["teacher"], "params": teacher_params}
         return state.replace(model_state={**ms, "teacher": teacher})
 
@@ -378,7 +362,7 @@ class MoCoV2(_MoCoBase):
     def loss(self, params, model_state, batch, step):
         if self.symmetric:
             return self._symmetric_loss(params, model_state, batch, step)
-        view_q, view_k = self.two_views(batch, step, self.view_cfg_b)
+        view_q, view_k = self.two_views(batch, step)
         z_q, batch_stats = _apply_train(
             self.encoder, self.online_encoder_variables(params, model_state), view_q)
         q = z_q.astype(jnp.float32)
@@ -400,7 +384,7 @@ class MoCoV2(_MoCoBase):
     def _symmetric_loss(self, params, model_state, batch, step):
         """solo-learn MoCo V2+: ``(f(q1, k2, queue[1]) + f(q2, k1, queue[0])) / 2``, then
         ``queue[v][ptr : ptr + B] = k_v`` for both views."""
-        views = self.two_views(batch, step, self.view_cfg_b)
+        views = self.two_views(batch, step)
         variables = self.online_encoder_variables(params, model_state)
         teacher = dict(model_state["teacher"])
         qs, ks = [], []
@@ -516,7 +500,7 @@ class MoCoV3(_MoCoBase):
 
     def loss(self, params, model_state, batch, step):
         view_1, view_2 = (normalize_input(v, self.config.data)
-                          for v in self.two_views(batch, step, self.view_cfg_b))
+                          for v in self.two_views(batch, step))
         online_vars = {"params": params, "batch_stats": model_state["batch_stats"]}
         teacher = jax.lax.stop_gradient(model_state["teacher"])
         teacher_vars = {"params": teacher["params"], "batch_stats": teacher["batch_stats"]}

@@ -24,7 +24,7 @@ SCHEDULES = ("constant", "cosine")
 
 
 def momentum_schedule(base: float, final: float, total_steps: int,
-                      kind: str = "cosine") -> Callable[[Any], jax.Array]:
+                      kind: str = "cosine", section: str = "moco") -> Callable[[Any], jax.Array]:
     """``step -> m`` (float32 scalar), for int or traced int32 ``step``.
 
     Args:
@@ -33,13 +33,14 @@ def momentum_schedule(base: float, final: float, total_steps: int,
         when constant). Steps beyond ``total_steps`` keep ``m_final``.
       total_steps: ``T``, the length of training in optimizer steps (> 0).
       kind: 'constant' (MoCo v2) or 'cosine' (MoCo v3's half cosine).
+      section: the config section holding these fields, for error messages.
     """
     if kind not in SCHEDULES:
-        raise ValueError(f"config field moco.momentum_schedule={kind!r} is invalid: use one of "
+        raise ValueError(f"config field {section}.momentum_schedule={kind!r} is invalid: use one of "
                          f"{SCHEDULES}")
     if not 0.0 <= base <= 1.0 or not 0.0 <= final <= 1.0:
-        raise ValueError(f"config fields moco.momentum={base!r} / moco.momentum_final={final!r} "
-                         "are invalid: momenta must lie in [0, 1]")
+        raise ValueError(f"config fields {section}.momentum={base!r} / {section}.momentum_final="
+                         f"{final!r} are invalid: momenta must lie in [0, 1]")
     if total_steps <= 0:
         raise ValueError(f"momentum_schedule: total_steps={total_steps} must be positive")
 
@@ -68,4 +69,52 @@ def ema_update(teacher: Any, online: Any, momentum) -> Any:
     return jax.tree.map(update, teacher, online)
 
 
-__all__ = ["momentum_schedule", "ema_update", "SCHEDULES"]
+def teacher_config(momentum: float = 0.996, momentum_final: float = 1.0,
+                   momentum_schedule: str = "cosine"):
+    """The ``config.teacher`` section of EMA-teacher methods (BYOL, DINO): ``momentum`` m_0,
+    ``momentum_final`` (the cosine's end value), ``momentum_schedule`` ('constant' | 'cosine')."""
+    import ml_collections
+    return ml_collections.ConfigDict(dict(momentum=momentum, momentum_final=momentum_final,
+                                          momentum_schedule=momentum_schedule))
+
+
+class EmaTeacher:
+    """A momentum teacher: a copy of (part of) the online variables, averaged after each step.
+
+    ``update(teacher_params, online_params, step)`` runs in the method's ``after_update`` at
+    the end of step ``s`` with ``m(s + 1)``: the value the references use at the start of
+    step ``s + 1`` (MoCo v3 ``adjust_moco_momentum``, BYOL, DINO ``momentum_schedule[it]``),
+    for the same forward pass. The teacher's BatchNorm statistics are its own, updated by its
+    own forward passes; the method keeps them beside the params. The teacher never receives
+    a gradient: its parameters live in ``model_state`` and every read goes through
+    ``stop_gradient``.
+    """
+
+    def __init__(self, base: float, final: float, total_steps: int, kind: str = "cosine",
+                 section: str = "teacher"):
+        if kind == "cosine" and not base <= final:
+            raise ValueError(f"config field {section}.momentum_final={final!r} is invalid: it must "
+                             f"be >= {section}.momentum={base!r} (BYOL / DINO / MoCo v3: 1.0)")
+        self.momentum_at = momentum_schedule(base, final, total_steps, kind, section=section)
+
+    @classmethod
+    def from_config(cls, section_cfg, total_steps: int, section: str = "teacher") -> "EmaTeacher":
+        return cls(float(section_cfg.momentum), float(section_cfg.momentum_final), total_steps,
+                   str(section_cfg.momentum_schedule), section=section)
+
+    @staticmethod
+    def init(online_params: Any) -> Any:
+        """The teacher at step 0: a copy of the online params."""
+        return jax.tree.map(jnp.copy, online_params)
+
+    @staticmethod
+    def read(teacher_params: Any) -> Any:
+        """The teacher's params for a forward pass (no gradient flows into them)."""
+        return jax.lax.stop_gradient(teacher_params)
+
+    def update(self, teacher_params: Any, online_params: Any, step) -> Any:
+        """``m(step + 1) * teacher + (1 - m) * online``, at the end of step ``step``."""
+        return ema_update(teacher_params, online_params, self.momentum_at(step + 1))
+
+
+__all__ = ["momentum_schedule", "ema_update", "SCHEDULES", "EmaTeacher", "teacher_config"]

@@ -66,8 +66,7 @@ class SimCLR(ImageMethod):
     def __init__(self, config, mesh, data, total_steps: int):
         super().__init__(config, mesh, data, total_steps)
         m = config.model
-        self.model = BackboneWithHead(registry.create_backbone(m.backbone, **backbone_kwargs(m)),
-                                      projection_head(m))
+        self.model = BackboneWithHead(registry.build_backbone(m), projection_head(m))
         self.loss_scale = float(config.loss.get("scale", 1.0))
 
     @classmethod
@@ -89,7 +88,8 @@ class SimCLR(ImageMethod):
         return params, {k: v for k, v in variables.items() if k != "params"}
 
     def loss(self, params, model_state, batch, step):
-        view_a, view_b = self.two_views(batch, step)
+        views = self.make_views(batch, step)["views"]  # [2, B, S, S, C]
+        view_a, view_b = views[0], views[1]
         n = view_a.shape[0]
         x = jnp.concatenate([view_a, view_b], axis=0)
         (h, z), updates = self.model.apply({"params": params, **model_state}, x, train=True,

@@ -59,6 +59,44 @@ def create_backbone(name: str, **kwargs) -> nn.Module:
     return cls(**fixed, **kwargs)
 
 
+# model.vit_* overrides of the named ViT size (0 = the size's value): config field -> ViT field
+VIT_OVERRIDES = {"vit_hidden_dim": "hidden_dim", "vit_depth": "depth", "vit_num_heads": "num_heads"}
+
+
+def build_backbone(model_cfg) -> nn.Module:
+    """The backbone ``model.backbone`` with the options of the ``config.model`` section.
+
+    The one builder every image method uses. ResNets take ``stem``, ``width_multiplier``,
+    ``conv_batch_chunk``, ``remat`` and :func:`jaxssl.models.resnet.resnet_options`; ViTs take
+    ``patch_size``, ``pool``, ``posemb``, ``freeze_patch_embed``, ``sincos_layout``, ``remat``
+    and the ``vit_hidden_dim`` / ``vit_depth`` / ``vit_num_heads`` overrides; ``dtype`` for all.
+    Fields a section does not declare take the module's default.
+    """
+    from jaxssl.models import resnet
+    get = model_cfg.get
+    name = model_cfg.backbone
+    dtype = jnp.bfloat16 if get("dtype", "float32") == "bfloat16" else jnp.float32
+    if name.startswith("vit"):
+        if name not in VIT_SIZES:
+            raise ValueError(f"config field model.backbone={name!r} is invalid: use one of "
+                             f"{list(VIT_SIZES)}")
+        size = dict(VIT_SIZES[name])
+        for field, arg in VIT_OVERRIDES.items():
+            if int(get(field, 0) or 0) > 0:
+                size[arg] = int(model_cfg[field])
+        return VisionTransformer(**size, patch_size=int(model_cfg.patch_size),
+                                 pool=get("pool", "cls"), posemb=get("posemb", "sincos2d"),
+                                 freeze_patch_embed=bool(get("freeze_patch_embed", False)),
+                                 sincos_layout=get("sincos_layout", "mae"),
+                                 dtype=dtype, remat=str(get("remat", "none")))
+    if name.startswith("resnet"):
+        return create_backbone(name, stem=model_cfg.stem,
+                               width_multiplier=model_cfg.width_multiplier, dtype=dtype,
+                               conv_batch_chunk=int(get("conv_batch_chunk", 0)),
+                               remat=str(get("remat", "none")), **resnet.resnet_options(model_cfg))
+    return create_backbone(name, dtype=dtype)
+
+
 def backbone_feature_dim(name: str, **kwargs) -> int:
     """Width D of the features ``create_backbone(name, **kwargs)`` returns (no init needed)."""
     return create_backbone(name, **kwargs).feature_dim
@@ -72,4 +110,5 @@ def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any]]:
     return _BACKBONES[name]
 
 
-__all__ = ["create_backbone", "backbone_feature_dim", "backbone_fields", "BACKBONE_NAMES"]
+__all__ = ["create_backbone", "build_backbone", "backbone_feature_dim", "backbone_fields",
+           "BACKBONE_NAMES", "VIT_OVERRIDES"]
