@@ -1,0 +1,67 @@
+"""BYOL on CIFAR-10 with ResNet-18 (CIFAR stem): solo-learn's recipe.
+
+Command:   python -m jaxssl.main --config=configs/byol_cifar10.py --workdir=runs/byol_cifar10
+           (prepare the data first: python scripts/prepare_data.py cifar10)
+Hardware:  1 GPU (A100/H100) or a TPU v3-8; the batch is sharded over all visible devices.
+Runtime:   not measured here (1000 epochs at batch 256: many hours on one A100-class GPU).
+Expected:  linear top-1 92.58 (solo-learn README.md "CIFAR-10" table, "BYOL ResNet18 1000
+           epochs"). That number is solo-learn's online linear classifier (trained alongside
+           on the augmented crops with a stop-gradient and its own LR ``classifier_lr`` 0.1 x
+           B/256, ``solo/methods/base.py``), which jaxssl does not run: the preset's probe is
+           jaxssl's on frozen, unaugmented features, so its number is not directly comparable.
+
+Recipe (solo-learn scripts/pretrain/cifar/byol.yaml + augmentations/asymmetric.yaml):
+projector and predictor Linear(4096) -> BN -> ReLU -> Linear(256) (``proj_hidden_dim``
+4096, ``proj_output_dim`` 256, ``pred_hidden_dim`` 4096; solo/methods/byol.py); target
+momentum 0.99 -> 1.0 on a half cosine (``momentum.base_tau`` / ``final_tau``); LARS LR 1.0 x
+B/256, weight decay 1e-5; views (asymmetric.yaml): crop area [0.08, 1], ColorJitter(0.4, 0.4,
+0.2, 0.1) p=0.8, grayscale p=0.2, no blur, solarize p=0 / 0.2, flip.
+
+Common to solo-learn's CIFAR recipes (solo/args/pretrain.py, solo/methods/base.py,
+solo/data/pretrain_dataloader.py, solo/backbones): batch 256, 1000 epochs, LR ``lr x B/256``
+(``scale_factor``), 10 warm-up epochs then cosine to 0 per step (``warmup_cosine``); ResNet-18
+(torchvision, ``zero_init_residual=False``) with conv1 = Conv2d(3, 64, 3, 1, padding=2) and no
+max-pool; RandomResizedCrop(32) bicubic; ColorJitter and RandomGrayscale from torchvision
+(multiplicative brightness, random order); PIL blur / solarize; CIFAR-10 mean/std; SyncBN.
+LARS (solo/utils/lars.py): eta 0.02, momentum 0.9 before the LR (``buf = m buf + d_p``,
+``p -= lr buf``), biases and BN out of weight decay and adaptation (``exclude_bias_n_norm``).
+
+Deviations: solo-learn's LARS clips the adapted LR at the global LR (``clip_lr: True``:
+``lars_lr = min(eta ||p|| / (||g|| + wd ||p||) / lr, 1)``); jaxssl's LARS has no clipping and
+its trust ratio is ``eta ||p|| / ||g + wd p||``; the warm-up starts at 0 (solo-learn:
+``warmup_start_lr`` 3e-5); no online linear classifier.
+"""
+from jaxssl.methods.byol import byol_config
+
+# solo/data/pretrain_dataloader.py MEANS_N_STD["cifar10"].
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def get_config(arg=None):
+    del arg
+    c = byol_config()
+    c.data.name = "cifar10"
+    c.data.image_size = 32
+    c.augment.update(dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
+                          resize_method="bicubic",
+                          resize_antialias=True, flip_prob=0.5, jitter_prob=0.8,
+                          brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+                          brightness_mode="multiplicative", jitter_random_order=True,
+                          grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0),
+                          blur_kernel="sigma", solarize_prob=0.0, solarize_threshold=0.5))
+    c.eval_crop_fraction = 1.0  # 32x32: evaluate on the whole image
+    c.model.update(dict(backbone="resnet18", stem="cifar", width_multiplier=1,
+                        zero_init_residual=False, cifar_stem_padding=2,
+                        input_mean=CIFAR10_MEAN, input_std=CIFAR10_STD))
+    c.train.update(dict(batch_size=256, num_epochs=1000.0, num_steps=0, log_every_steps=100,
+                        checkpoint_every_steps=2000, eval_every_steps=0))
+    c.eval.update(dict(batch_size=1024, linear_protocol="moco", baselines=()))
+    c.byol.view2.update(dict(solarize_prob=0.2))
+    c.byol.update(dict(projector_hidden_dim=4096, projector_output_dim=256,
+                       predictor_hidden_dim=4096))
+    c.teacher.update(dict(momentum=0.99, momentum_final=1.0, momentum_schedule="cosine"))
+    c.optim.update(dict(name="lars", base_lr=1.0, lr_scaling="linear", weight_decay=1e-5,
+                        momentum=0.9, trust_coefficient=0.02, warmup_epochs=10.0,
+                        schedule="cosine", lars_classic_momentum=False))
+    return c.lock()
