@@ -43,3 +43,62 @@ def test_ntxent_table_blockwise_equals_direct_on_8_devices(tmp_path):
         assert x["loss_diff_vs_direct"] < 1e-5 and x["max_grad_rel_diff_vs_direct"] < 1e-4, x
     assert all(x["mem_gib_per_device"] > 0 and x["time_ms"] > 0 for x in rows)
     assert "global batch | views | devices | form" in r.stdout
+
+
+def test_premade_views_wrapper_returns_the_batch_views_and_keeps_the_method():
+    from jaxssl import train
+    from jaxssl.benchmarks import steps
+    bench = load_benchmark()
+    setup = train.Setup(bench.WORKLOADS["simclr_r18_cifar"].build(8, "float32"))
+    original = type(setup.method)
+    steps.use_premade_views(setup)
+    assert isinstance(setup.method, original) and isinstance(setup.method, steps.PremadeViews)
+    import numpy as np
+    views = np.arange(8 * 2 * 32 * 32 * 3, dtype=np.float32).reshape(8, 2, 32, 32, 3)
+    a, b = setup.method.two_views({"views": views}, step=0)
+    assert (a == views[:, 0]).all() and (b == views[:, 1]).all()
+
+
+def test_missing_peer_says_how_to_install_it(tmp_path):
+    from jaxssl.benchmarks import peers, workloads
+    peer = workloads.SIMCLR_PEERS[0]
+    res = peers.run_peer(peer, peer.args(8, 1, "float32"), str(tmp_path))
+    assert res.items_per_s is None
+    assert res.note == f"peer not installed: run PEERS_DIR={tmp_path} bash scripts/setup_peers.sh torch"
+    default = peers.run_peer(peer, [], str(tmp_path), default_dir=str(tmp_path))
+    assert default.note == "peer not installed: run bash scripts/setup_peers.sh torch"
+
+
+def test_benchmark_code_names_no_path_outside_the_repository():
+    files = [os.path.join(ROOT, "scripts", "benchmark.py"), os.path.join(ROOT, "scripts", "setup_peers.sh")]
+    for folder, _, names in os.walk(os.path.join(ROOT, "jaxssl", "benchmarks")):
+        files += [os.path.join(folder, n) for n in names if n.endswith(".py")]
+    for path in files:
+        text = open(path).read()
+        assert "../shared" not in text and "shared/peers" not in text, path
+    from jaxssl.benchmarks import peers, workloads
+    scripts = {p.script for w in workloads.WORKLOADS.values() for p in w.peers}
+    assert scripts == {"torch_simclr_step.py", "torch_mlm_step.py", "flax_mlm_step.py"}
+    assert all(os.path.isfile(os.path.join(peers.SCRIPTS_DIR, s)) for s in scripts | {"lightly_augment.py"})
+
+
+@pytest.mark.slow
+def test_cpu_quick_runs_every_table_and_names_the_missing_peers(tmp_path):
+    """--cpu-quick at a tiny batch, one timed step, with an empty peers folder, on one CPU
+    device as a user runs it (not the tests' 8 fake devices)."""
+    out, no_peers = tmp_path / "quick.json", tmp_path / "no_peers"
+    flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", XLA_FLAGS=flags)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), "--cpu-quick",
+                        "--batch", "4", "--steps", "1", "--peers", str(no_peers), "--json", str(out)],
+                       capture_output=True, text=True, timeout=1200, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [x["workload"] for x in rows["train_steps"]] == [
+        "simclr_r18_cifar vs torch_simclr_step.py", "simclr_r18_cifar_pipeline",
+        "bert_base_mlm_t128 vs torch_mlm_step.py", "bert_base_mlm_t128 vs flax_mlm_step.py"]
+    assert all(x["items_per_s"] > 0 and x["batch"] == 4 for x in rows["train_steps"])
+    assert rows["train_steps"][0]["peer_note"] == (
+        f"peer not installed: run PEERS_DIR={no_peers} bash scripts/setup_peers.sh torch")
+    assert [x["workload"] for x in rows["augmentation"]] == ["aug_32", "aug_224", "aug_224_noblur"]
+    assert "peer not installed: run" in r.stdout and "augmentation | jaxssl images/s/core" in r.stdout
