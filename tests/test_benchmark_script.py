@@ -19,7 +19,8 @@ def load_benchmark():
 
 
 @pytest.mark.parametrize("name", ["simclr_r18_cifar", "simclr_r50_224", "mocov2_r50_224",
-                                  "mocov3_vitb16_pipeline", "mae_vitb16"])
+                                  "mocov3_vitb16_pipeline", "mae_vitb16", "byol_r50_224",
+                                  "dino_vits16_multicrop"])
 def test_image_workloads_build_valid_configs_from_the_presets(name):
     bench = load_benchmark()
     c = bench.WORKLOADS[name].build(4, "bfloat16")
@@ -102,3 +103,31 @@ def test_cpu_quick_runs_every_table_and_names_the_missing_peers(tmp_path):
         f"peer not installed: run PEERS_DIR={no_peers} bash scripts/setup_peers.sh torch")
     assert [x["workload"] for x in rows["augmentation"]] == ["aug_32", "aug_224", "aug_224_noblur"]
     assert "peer not installed: run" in r.stdout and "augmentation | jaxssl images/s/core" in r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,tiny", [
+    ("byol_r50_224", ["data.image_size=32", "byol.projector_hidden_dim=64",
+                      "byol.predictor_hidden_dim=64"]),
+    ("dino_vits16_multicrop", ["data.image_size=32", "dino.local_crop_size=16",
+                               "model.vit_depth=1", "model.patch_size=8", "dino.out_dim=64"])])
+def test_new_method_workloads_run_one_tiny_step_on_cpu(name, tiny):
+    """The accelerator rows shrunk to CPU size: one jitted train step of the real method
+    (BYOL on pre-made views through the benchmark's wrapper; DINO's multi-crop in the step)."""
+    import jax
+    import numpy as np
+
+    from jaxssl import train, train_state
+    from jaxssl.benchmarks import steps
+    bench = load_benchmark()
+    workload = bench.WORKLOADS[name]
+    c = workload.build(4, "float32")
+    bench.apply_overrides(c, tiny + ["mesh.num_devices=1", "optim.warmup_epochs=0.0"])
+    setup = train.Setup(c)
+    if workload.inputs == "views":
+        steps.use_premade_views(setup)
+    batch = steps.fixed_batch(setup, workload.inputs)
+    state = train_state.create(setup.init_fn, setup.tx, setup.mesh)
+    step_fn = jax.jit(train.make_train_step(setup.method, setup.tx, setup.lr_fn))
+    state, metrics = step_fn(state, batch)
+    assert np.isfinite(float(metrics["loss"]))

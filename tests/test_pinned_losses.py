@@ -30,6 +30,11 @@ PINNED = {
     "moco_digits_v2": ("configs/moco_digits.py", "v2", {"moco.queue_size": 64}, [0.94761336, 2.6250296, 3.5237217]),
     "moco_digits_v3_vit": ("configs/moco_digits.py", "v3_vit", {}, [2.4525859, 2.3857594, 2.3406475]),
     "mae_digits": ("configs/mae_digits.py", None, {}, [2.6226463, 2.0617716, 1.5749570]),
+    "byol_digits": ("configs/byol_digits.py", None, {}, [3.9051137, 4.1616182, 3.9715509]),
+    "simsiam_digits": ("configs/simsiam_digits.py", None, {}, [0.015032947, 0.0054291189, -0.0010240078]),
+    "barlow_digits": ("configs/barlow_digits.py", None, {}, [23.530727, 23.687370, 24.621408]),
+    "vicreg_digits": ("configs/vicreg_digits.py", None, {}, [21.995983, 22.180042, 22.474590]),
+    "dino_digits": ("configs/dino_digits.py", None, {}, [6.0577121, 3.6467702, 3.5351117]),
     "bert_pydoc": ("configs/bert_pydoc.py", None, {"data.seq_len": 32,
                                                    "mlm.max_predictions": 5}, [7.5984182, 7.4874167, 7.4939766]),
 }

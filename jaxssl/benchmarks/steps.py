@@ -16,13 +16,18 @@ from jaxssl.benchmarks.workloads import WORKLOADS, apply_overrides, cpu_levers
 
 
 class PremadeViews:
-    """Mixin over an image method: its two views are the batch's ``"views"`` (float
-    ``[B, 2, S, S, C]``, made outside the step), so the row times the step without the
+    """Mixin over an image method: its views are the batch's ``"views"`` (float
+    ``[B, V, S, S, C]``, made outside the step, V = the spec's view count, one size), split
+    into the method's view groups in order, so the row times the step without the
     augmentation, as the peers do on given tensors."""
 
-    def two_views(self, batch, step, view_cfg_b=None):
-        views = batch["views"]
-        return views[:, 0], views[:, 1]
+    def make_views(self, batch, step):
+        import jax.numpy as jnp
+        views, out, v = batch["views"], {}, 0
+        for group in self.spec.groups:
+            out[group.name] = jnp.moveaxis(views[:, v:v + group.count], 1, 0)
+            v += group.count
+        return out
 
 
 def use_premade_views(setup) -> None:

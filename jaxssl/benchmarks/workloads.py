@@ -125,6 +125,14 @@ _BASE = {
     "mae_vitb16": Workload(
         lambda b, d: synthetic_images(load_preset("mae_vit_base_imagenet"), b, d, 224), 128, "images"),
     "bert_base_mlm_t128": Workload(bert_base_mlm_config, 8, "feeder_once", MLM_PEERS),
+    # BYOL R50: online + predictor on both views, EMA target forward on both (no gradient).
+    "byol_r50_224": Workload(
+        lambda b, d: synthetic_images(load_preset("byol_imagenet"), b, d, 224), 128, "views"),
+    # DINO ViT-S/16 multi-crop: 2 x 224 global + 8 x 96 local crops made in the step from
+    # uint8 images (views of two sizes cannot be one pre-made tensor).
+    "dino_vits16_multicrop": Workload(
+        lambda b, d: synthetic_images(load_preset("dino_imagenet", "vit_s16"), b, d, 224), 64,
+        "images"),
 }
 WORKLOADS: dict[str, Workload] = {}
 for _name, _w in _BASE.items():
