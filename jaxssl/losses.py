@@ -576,7 +576,7 @@ def dino_loss(student_logits: jax.Array, teacher_logits: jax.Array, center: jax.
     _check_positive_scalar(student_temp, "student_temp", fn, "DINO uses 0.1")
     _check_positive_scalar(teacher_temp, "teacher_temp", fn, "DINO uses 0.04, warm-up from 0.04 or 0.07")
 
-    center = jax.lax.stop_gradient(center.astype(jnp.float32))
+    center = jax.lax.stop_gradient(center.astype(jnp.float32)).reshape(1, 1, -1)  # [1, 1, K]
     teacher = jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))
     t_probs_VtxNxK = jax.lax.stop_gradient(jax.nn.softmax((teacher - center) / teacher_temp, axis=-1))
     s_logp_VsxNxK = jax.nn.log_softmax(student_logits.astype(jnp.float32) / student_temp, axis=-1)

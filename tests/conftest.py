@@ -13,3 +13,16 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # keep TensorFlow off any GPU
 import jax  # noqa: E402  (after the environment is set)
 
 assert jax.device_count() >= 8, f"expected 8 fake CPU devices, got {jax.devices()}"
+
+import pytest  # noqa: E402
+
+# Library code broadcasts explicitly ([:, None], jnp.broadcast_to): an implicit rank promotion
+# is a shape bug waiting to happen, so the tests refuse it.
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def preset():
+    """:func:`jaxssl.config.load_preset`: ``preset('simclr_digits', arg, train__num_steps=3)``."""
+    from jaxssl.config import load_preset
+    return load_preset

@@ -6,7 +6,6 @@ folder made here and prepared with scripts/prepare_data.py, evaluated on its hel
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxssl.config import load_preset
 from jaxssl.data import image_folder, sources
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,15 +50,7 @@ def make_folder(root, seed: int = 0):
 
 def digits_config(overrides: dict):
     """configs/simclr_digits.py with ``{'section.field': value}`` overrides."""
-    spec = importlib.util.spec_from_file_location(
-        "simclr_digits", os.path.join(REPO, "configs", "simclr_digits.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for key, value in overrides.items():
-        section, field = key.split(".")
-        config[section][field] = value
-    return config
+    return load_preset("simclr_digits", **{k.replace(".", "__"): v for k, v in overrides.items()})
 
 
 # ----------------------------------------------------------------------------- image folder

@@ -240,18 +240,10 @@ def test_traceback_on_request(tmp_path):
 
 # ----------------------------------------------------------------------------- training length
 
-def _load(path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("preset", os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(None)
-
-
-def test_num_steps_alone_on_the_command_line_replaces_num_epochs():
+def test_num_steps_alone_on_the_command_line_replaces_num_epochs(preset):
     from jaxssl import config as config_lib
     from jaxssl.main import apply_length_override
-    c = _load("configs/simclr_digits.py")
+    c = preset("simclr_digits")
     assert c.train.num_epochs > 0 and c.train.num_steps == 0
     c.train.num_steps = 20
     with pytest.raises(ValueError, match="set exactly one"):  # the rule for Python-built configs
@@ -262,13 +254,13 @@ def test_num_steps_alone_on_the_command_line_replaces_num_epochs():
                     "train.num_epochs=300.0 (set to 0)")
     config_lib.validate(c)
 
-    c = _load("configs/simclr_digits.py")  # and back: num_epochs alone over a num_steps preset
+    c = preset("simclr_digits")  # and back: num_epochs alone over a num_steps preset
     c.train.num_epochs, c.train.num_steps = 0.0, 100
     c.train.num_epochs = 2.0
     assert apply_length_override(c, {"train.num_epochs": 2.0}) is not None
     assert (c.train.num_steps, c.train.num_epochs) == (0, 2.0)
 
-    c = _load("configs/simclr_digits.py")  # both given: left for validate to refuse
+    c = preset("simclr_digits")  # both given: left for validate to refuse
     c.train.num_steps = 20
     assert apply_length_override(c, {"train.num_steps": 20, "train.num_epochs": 300.0}) is None
     assert (c.train.num_steps, c.train.num_epochs) == (20, 300.0)

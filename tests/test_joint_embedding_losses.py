@@ -455,7 +455,7 @@ def _sharding_cases():
         "vicreg": (losses.vicreg_loss, (vx, vy), (0, 0), np_vicreg, lambda w: {"world": w}),
         "dino": (losses.dino_loss, (student, teacher, center), (1, 1, None), np_dino,
                  lambda w: {"world": w}),
-        "dino_center": (lambda c, t: jnp.sum(losses.dino_center_update(c, t) * jnp.arange(1.0, K + 1)),
+        "dino_center": (lambda c, t: jnp.sum(losses.dino_center_update(c, t) * jnp.arange(1.0, K + 1)[None, :]),
                         (center, teacher), (None, 1),
                         lambda c, t, world=1: float(np.sum(np_dino_update_center(c, t, 0.9, world)
                                                            * np.arange(1.0, K + 1))),

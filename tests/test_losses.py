@@ -128,7 +128,7 @@ def _linear_then(loss_fn):
     gradients w.r.t. ``z_a``, ``z_b``, so one compiled function gives every gradient we check.
     """
     def f(w, b, d_a, d_b, x_a, x_b):
-        return loss_fn(x_a @ w + b + d_a, x_b @ w + b + d_b)
+        return loss_fn(x_a @ w + b[None, :] + d_a, x_b @ w + b[None, :] + d_b)
     return f
 
 

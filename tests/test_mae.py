@@ -4,9 +4,7 @@ References are independent of the code under test: MAE's ``random_masking`` re-w
 numpy (double argsort of the noise), explicit patch slicing for ``patchify``, and the
 decoder's documented computation re-done in numpy from its parameters.
 """
-import importlib.util
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -18,22 +16,14 @@ from jaxssl import methods
 from jaxssl import losses, rng, train
 from jaxssl import sharding as sharding_lib
 from jaxssl import train_state as state_lib
+from jaxssl.config import load_preset
 from jaxssl.augment import patch_masking
 from jaxssl.models.mae import MAEDecoder, MaskedAutoencoder, decoder_position_embedding
 from jaxssl.models.vit import EncoderBlock, VisionTransformer, sincos_2d_position_embedding
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(name: str, arg=None) -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
 
 def tiny_digits_config(num_devices: int = 1, batch: int = 16) -> ml_collections.ConfigDict:
-    c = load_config("mae_digits")
+    c = load_preset("mae_digits")
     c.mae.update(dict(encoder_hidden_dim=32, encoder_depth=1, encoder_heads=2,
                       decoder_dim=16, decoder_depth=1, decoder_heads=2))
     c.train.update(dict(batch_size=batch, num_epochs=0.0, num_steps=4, log_every_steps=1))
@@ -390,7 +380,7 @@ def test_digits_run_writes_eval_results_like_the_simclr_quickstart(tmp_path):
 def test_imagenet_preset_matches_the_paper_and_runs_one_shrunk_step(tmp_path):
     import tensorflow_datasets as tfds
     from jaxssl.methods.mae import encoder_sizes
-    c = load_config("mae_vit_base_imagenet")
+    c = load_preset("mae_vit_base_imagenet")
     assert (c.model.backbone, c.model.patch_size, c.data.image_size) == ("vit_base", 16, 224)
     assert (c.train.batch_size, c.train.num_epochs) == (4096, 1600.0)
     assert (c.mae.mask_ratio, c.mae.decoder_dim, c.mae.decoder_depth, c.mae.decoder_heads) == (0.75, 512, 8, 16)

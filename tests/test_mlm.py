@@ -2,7 +2,6 @@
 import json
 import math
 import os
-import sys
 import types
 
 import jax
@@ -15,22 +14,12 @@ import pytest
 from jaxssl import methods
 from jaxssl import rng, sharding, train
 from jaxssl.augment import masking
+from jaxssl.config import load_preset
 from jaxssl.data import corpus, text, text_source
 from jaxssl.data.tokenizer import SPECIAL_TOKENS
 from jaxssl.data import pipeline
 from jaxssl.evaluators.mlm import MaskedLMEvaluator
 from jaxssl.methods import mlm
-
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-
-
-def load_config(name, arg=None):
-    sys.path.insert(0, CONFIGS)
-    try:
-        module = __import__(name)
-    finally:
-        sys.path.remove(CONFIGS)
-    return module.get_config(arg)
 
 
 def tiny(config, cache_dir, **overrides):
@@ -57,7 +46,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pydoc_tiny(cache_dir):
-    return tiny(load_config("bert_pydoc"), cache_dir)
+    return tiny(load_preset("bert_pydoc"), cache_dir)
 
 
 # ------------------------------------------------------------------------------ text source
@@ -114,7 +103,7 @@ def test_vocabulary_is_trained_on_the_train_split_only_and_cached(cache_dir, mon
     ("data.vocab_file", "/no/such/vocab.txt", "data.vocab_file="),
 ])
 def test_validate_config_names_field_value_and_fix(field, value, message):
-    c = load_config("bert_pydoc")
+    c = load_preset("bert_pydoc")
     section, name = field.split(".")
     with c.unlocked():
         c[section][name] = value
@@ -124,7 +113,7 @@ def test_validate_config_names_field_value_and_fix(field, value, message):
 
 def test_presets_are_valid_and_follow_the_bert_recipe():
     for arg, (t, p) in {"phase1": (128, 20), "phase2": (512, 80), "phase2_rewarm": (512, 80)}.items():
-        c = load_config("bert_base_mlm", arg)
+        c = load_preset("bert_base_mlm", arg)
         methods.validate_config(c)
         assert (c.data.seq_len, c.mlm.max_predictions, c.mlm.rate) == (t, p, 0.15)
         assert (c.model.backbone, c.optim.name, c.optim.base_lr, c.optim.weight_decay) == (
@@ -134,7 +123,7 @@ def test_presets_are_valid_and_follow_the_bert_recipe():
         # variant: a schedule of phase 2's own 100k steps)
         span = c.optim.schedule_total_steps or c.train.num_steps
         assert round(c.optim.warmup_fraction * span) == 10_000
-    methods.validate_config(load_config("bert_pydoc"))
+    methods.validate_config(load_preset("bert_pydoc"))
 
 
 def test_flops_per_step_matches_performance_md():
@@ -250,7 +239,7 @@ def test_bert_base_train_step_same_loss_and_grads_on_1_and_8_devices(cache_dir, 
     tokens += [f"[unused{i}]" for i in range(30522 - len(tokens))]
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(tokens) + "\n")
-    c = ml_collections.ConfigDict(load_config("bert_base_mlm", "phase1").to_dict())
+    c = ml_collections.ConfigDict(load_preset("bert_base_mlm", "phase1").to_dict())
     c.data.update(dict(name="pydoc", train_split=None, test_split=None, max_test_documents=0,
                        vocab_file=str(vocab), sentence_pairs=True, cache_dir=str(cache_dir)))
     c.model.dtype = "float32"
@@ -293,7 +282,7 @@ def test_bert_pydoc_config_runs_and_writes_results(pydoc_tiny, tmp_path):
 def test_bert_base_config_runs_on_mock_wikipedia(cache_dir, tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=40):
-        cfg = tiny(load_config("bert_base_mlm", "phase1"), cache_dir,
+        cfg = tiny(load_preset("bert_base_mlm", "phase1"), cache_dir,
                    **{"data.data_dir": str(tmp_path / "tfds"), "model.dtype": "float32"})
         assert cfg.data.name.startswith("wikipedia/") and cfg.data.sentence_pairs
         _run(cfg, tmp_path / "w")

@@ -4,7 +4,6 @@ References are independent of the code under test: the EMA and momentum schedule
 numpy formulas (moco builder.py, moco-v3 ``adjust_moco_momentum``), the queue as slot
 arithmetic, shuffle BN as a Python loop that runs the key encoder on each group separately.
 """
-import importlib.util
 import json
 import os
 import shutil
@@ -18,18 +17,10 @@ import pytest
 from jaxssl import methods
 from jaxssl import checkpoint as checkpoint_lib
 from jaxssl import losses, optim, train, train_state
+from jaxssl.config import load_preset
 from jaxssl.methods import momentum as momentum_lib
 from jaxssl.methods import shuffle_bn
 from jaxssl.methods.moco import enqueue
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_preset(name, arg=None):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def tiny_config(variant="v2", num_devices=1, batch=16, **moco):

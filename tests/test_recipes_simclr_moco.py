@@ -15,7 +15,6 @@ mechanisms against independent transcriptions of the reference code.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import io
 import math
 import os
@@ -28,6 +27,7 @@ from view_helpers import given_views, use_given_views
 import pytest
 
 from jaxssl import train
+from jaxssl.config import load_preset
 from jaxssl.augment import image as aug
 from jaxssl.augment.blur import blur_kernel_size_for_sigma, gaussian_blur
 from jaxssl.models import heads, resnet
@@ -42,13 +42,6 @@ PRESETS = {
     "mocov2_imagenet": (None,),
     "mocov2_cifar10": (None,),
 }
-
-
-def load_preset(name, arg=None):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 # ------------------------------------------------------------------ docs/recipes.md tables

@@ -178,7 +178,8 @@ class MAE(ImageMethod):
 
     def normalize(self, images):
         """``(x - pixel_mean) / pixel_std`` per channel: ``[B, H, W, C]`` float32."""
-        return (images - self.pixel_mean) / self.pixel_std
+        return ((images - jnp.broadcast_to(self.pixel_mean, images.shape))
+                / jnp.broadcast_to(self.pixel_std, images.shape))
 
     def masks(self, batch_size: int, step) -> patch_masking.PatchMask:
         """The step's masks for the ``batch_size`` images of the global batch."""

@@ -278,7 +278,7 @@ class BertLMPredictionHead(nn.Module):
 
     def __call__(self, h, word_embeddings: nn.Embed):
         logits = word_embeddings.attend(self.transform(h))
-        return logits.astype(jnp.float32) + self.bias
+        return logits.astype(jnp.float32) + jnp.broadcast_to(self.bias, logits.shape)
 
 
 class BertOnlyMLMHead(nn.Module):

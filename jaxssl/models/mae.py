@@ -92,7 +92,7 @@ class MAEDecoder(nn.Module):
         unshuffled = gather_patches(shuffled, ids_restore)                       # patch order
         x = jnp.concatenate([x[:, :1], unshuffled], axis=1)                      # [B, 1+N, d]
         pos = decoder_position_embedding(grid_h, grid_w, self.hidden_dim)
-        x = x + pos.astype(x.dtype)
+        x = x + pos[None].astype(x.dtype)
         mlp_dim = self.mlp_dim or 4 * self.hidden_dim
         for i in range(self.depth):
             x = EncoderBlock(self.num_heads, mlp_dim, self.dtype, qkv_init="xavier",

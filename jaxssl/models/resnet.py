@@ -277,7 +277,8 @@ def normalize_input(x, mean: Sequence[float], std: Sequence[float]):
             f"{channels}-channel images: give both, {channels} values each, std > 0 (e.g. CIFAR-10 "
             "(0.4914, 0.4822, 0.4465) / (0.247, 0.2435, 0.2616)), or leave both empty")
     x = jnp.asarray(x, jnp.float32)
-    return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+    return ((x - jnp.broadcast_to(jnp.asarray(mean, jnp.float32), x.shape))
+            / jnp.broadcast_to(jnp.asarray(std, jnp.float32), x.shape))
 
 
 def resnet_options(model_cfg) -> dict:

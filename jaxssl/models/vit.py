@@ -299,7 +299,7 @@ class VisionTransformer(nn.Module):
         else:
             pos = self.param("pos_embed", nn.initializers.truncated_normal(0.02),
                              (1, 1 + grid_h * grid_w, self.hidden_dim), jnp.float32)[0, 1:]
-        return tokens + pos.astype(self.dtype)
+        return tokens + pos[None].astype(self.dtype)
 
     def encode_tokens(self, tokens, train: bool = False):
         """tokens: [B, L, D] (any subset of ``embed_patches`` rows) -> [B, 1 + L, D].
