@@ -95,7 +95,8 @@ def _image_data(config, mesh, method_cls) -> TrainData:
     source = sources.load_image_source(config.data, role,
                                        num_views=int(getattr(method_cls, "num_views", 2)),
                                        crop_groups=crop_groups)
-    keys = tuple(getattr(method_cls, "train_keys", ("image",)))
+    keys = (tuple(method_cls.batch_keys(config)) if hasattr(method_cls, "batch_keys")
+            else tuple(getattr(method_cls, "train_keys", ("image",))))
     if spec is not None and source.images is None:  # host crops: one entry per crop group
         keys += tuple(c.key for c in spec.crop_groups() if c.key not in keys)
     feeder = image_feeder(config.data, source, global_batch=int(config.train.batch_size),

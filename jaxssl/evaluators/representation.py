@@ -7,7 +7,9 @@ every example exactly once, on any device and process count), then runs the weig
 monitor and the linear probe of ``config.eval.linear_protocol``, with all labels and with
 ``eval.few_labels_per_class`` per class (:func:`jaxssl.evaluators.protocol.evaluate_features`).
 At the end of a run it also reports the baselines ``eval.baselines`` names: the same backbone
-at its random initialisation, and raw pixels.
+at its random initialisation, and raw pixels. RankMe (the effective rank of the train
+features, label-free) of the method and of ``random_init`` is printed and appended to
+``WORKDIR/rankme.jsonl`` at every evaluation.
 
 Eval preprocessing: uint8 -> float in [0, 1], then a centre crop of ``eval_crop_fraction``
 resized to ``data.image_size`` -- on the device for in-memory splits, on the host (once) for
@@ -89,9 +91,11 @@ class RepresentationEvaluator:
         return {s.role: features.extract_split(embed_for_split(s), s.reader, s.num_examples, bs,
                                                self.mesh) for s in self.splits}
 
-    def evaluate_embedding(self, embed_for_split) -> dict:
+    def evaluate_embedding(self, embed_for_split, name: str | None = None) -> dict:
         feats = self.split_features(embed_for_split)
         (f_train, y_train), (f_test, y_test) = feats["train"], feats["test"]
+        if name is not None:
+            self.rankme[name] = rankme_of(f_train)
         num_classes = self.splits[0].source.num_classes
         return protocol.evaluate_features(f_train, y_train, f_test, y_test, num_classes,
                                           self.config.eval)
@@ -101,18 +105,46 @@ class RepresentationEvaluator:
         return jax.jit(self.method.init)(rng.root_key(self.config.seed, "init"))
 
     def __call__(self, state, workdir: str, final: bool) -> dict:
-        del workdir
         c = self.config
+        self.rankme = {}
         results = {c.method: self.evaluate_embedding(
-            lambda s: self.embed_fn(state.params, state.model_state, s.host_cropped))}
+            lambda s: self.embed_fn(state.params, state.model_state, s.host_cropped), c.method)}
         if final:
             if "random_init" in c.eval.baselines:
                 params0, model_state0 = self.random_init()
                 results["random_init"] = self.evaluate_embedding(
-                    lambda s: self.embed_fn(params0, model_state0, s.host_cropped))
+                    lambda s: self.embed_fn(params0, model_state0, s.host_cropped), "random_init")
             if "raw_pixels" in c.eval.baselines:
                 results["raw_pixels"] = self.evaluate_embedding(lambda s: raw_pixels)
+        log_rankme(workdir, int(jax.device_get(state.step)), self.rankme)
         return results
+
+
+# RankMe's sample: the paper's 25,600 embeddings (the first rows of the train split).
+RANKME_MAX_ROWS = 25_600
+
+
+def rankme_of(train_features: np.ndarray) -> float:
+    """RankMe (:mod:`jaxssl.evaluators.rankme`) of the first ``RANKME_MAX_ROWS`` train features."""
+    from jaxssl.evaluators.rankme import rankme
+    return float(rankme(jnp.asarray(np.asarray(train_features)[:RANKME_MAX_ROWS], jnp.float32)))
+
+
+def log_rankme(workdir: str, step: int, values: dict) -> None:
+    """Print RankMe per representation and append ``{"step", name: value}`` to
+    ``WORKDIR/rankme.jsonl`` (process 0): the label-free monitor of every image method,
+    logged beside, not inside, ``eval_results.json``."""
+    if not values or jax.process_index() != 0:
+        return
+    print("RankMe (effective rank of the train features): " + ", ".join(
+        f"{k} {v:.1f}" for k, v in values.items()), flush=True)
+    if workdir:
+        import json
+
+        from jaxssl import paths
+        path = paths.resolve(workdir) / "rankme.jsonl"
+        old = path.read_text() if path.exists() else ""
+        paths.write_text(path, old + json.dumps({"step": step, **values}) + "\n")
 
 
 def raw_pixels(images):

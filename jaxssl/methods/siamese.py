@@ -24,6 +24,7 @@ from jaxssl import config as config_lib
 from jaxssl import losses
 from jaxssl.augment import views as views_lib
 from jaxssl.methods import momentum as momentum_lib
+from jaxssl.methods import online_probe
 from jaxssl.methods.image import ImageMethod
 from jaxssl.models import registry
 
@@ -33,7 +34,7 @@ def siamese_config(method: str, section: dict, teacher: bool = False) -> ml_coll
     plus ``view2`` (augment overrides of the second view), and ``config.teacher`` if used."""
     c = config_lib.base_config()
     c.method = method
-    c[method] = ml_collections.ConfigDict(dict(section))
+    c[method] = ml_collections.ConfigDict(dict(section, online_probe=False))
     c[method].view2 = ml_collections.ConfigDict()
     if teacher:
         c.teacher = momentum_lib.teacher_config()
@@ -50,21 +51,22 @@ class TwoBranch(nn.Module):
     projector: nn.Module
     predictor: nn.Module | None = None
 
-    def __call__(self, x, train: bool):
-        z = self.projector(self.backbone(x, train=train), train=train)
+    def __call__(self, x, train: bool, with_features: bool = False):
+        h = self.backbone(x, train=train)
+        z = self.projector(h, train=train)
         p = self.predictor(z, train=train) if self.predictor is not None else z
-        return z, p
+        return (z, p, h) if with_features else (z, p)
 
     def features(self, x):
         return self.backbone(x, train=False)
 
 
-def apply_train(module: nn.Module, params, batch_stats, x):
+def apply_train(module: nn.Module, params, batch_stats, x, **kwargs):
     """``module(x, train=True)`` -> ``(output, new batch_stats)`` (empty stats when no BN)."""
     variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
     if not batch_stats:
-        return module.apply(variables, x, train=True), batch_stats
-    out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"])
+        return module.apply(variables, x, train=True, **kwargs), batch_stats
+    out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"], **kwargs)
     return out, updates["batch_stats"]
 
 
@@ -92,6 +94,12 @@ class Siamese(ImageMethod):
             views_lib.group_from_config("view2", 1, config.augment, size, sec.view2)))
 
     @classmethod
+    def batch_keys(cls, config) -> tuple[str, ...]:
+        """The batch entries the loss reads: ``label`` too with the online probe."""
+        probe = cls.section in config and config[cls.section].get("online_probe", False)
+        return ("image", "label") if probe else ("image",)
+
+    @classmethod
     def validate_config(cls, config) -> None:
         super().validate_config(config)
         if cls.section not in config:
@@ -114,6 +122,7 @@ class Siamese(ImageMethod):
         self.target = TwoBranch(backbone, self.make_projector(), None)
         self.teacher = (momentum_lib.EmaTeacher.from_config(config.teacher, self.total_steps)
                         if self.uses_teacher else None)
+        self.probe = bool(self.sec.get("online_probe", False))
 
     # ----- what a subclass supplies -------------------------------------------------------
     @abc.abstractmethod
@@ -141,6 +150,11 @@ class Siamese(ImageMethod):
         teacher, ``teacher = {params, batch_stats}`` (a copy of backbone + projector)."""
         variables = self.online.init(key, self.dummy_input(), train=True)
         params, stats = variables["params"], variables.get("batch_stats", {})
+        if self.probe:
+            feats = jax.eval_shape(lambda: self.online.apply(variables, self.dummy_input(),
+                                                             method=TwoBranch.features))
+            params = {**params, "online_probe": online_probe.init(
+                online_probe.num_classes_of(self.data), feats.shape[-1])}
         state = {"batch_stats": stats}
         if self.uses_teacher:
             branch = ("backbone", "projector")
@@ -157,9 +171,12 @@ class Siamese(ImageMethod):
         teacher = model_state.get("teacher")
         t_params = momentum_lib.EmaTeacher.read(teacher["params"]) if teacher else None
         t_stats = teacher["batch_stats"] if teacher else None
+        net_params = {k: v for k, v in params.items() if k != "online_probe"}
+        features = None
         for name in ("view1", "view2"):  # one call per view: per-view BN statistics
             x = views[name][0]
-            (z, p), stats = apply_train(self.online, params, stats, x)
+            (z, p, h), stats = apply_train(self.online, net_params, stats, x, with_features=True)
+            features = h if features is None else features
             online.append((z.astype(jnp.float32), p.astype(jnp.float32)))
             if teacher is not None:
                 (zt, _), t_stats = apply_train(self.target, t_params, t_stats, x)
@@ -169,6 +186,11 @@ class Siamese(ImageMethod):
         loss = self.objective(online, targets)
         new_state = {"batch_stats": stats}
         metrics = {"embedding_std": embedding_std(online[0][0])}
+        if self.probe:
+            probe_loss, probe_acc = online_probe.loss_and_accuracy(
+                params["online_probe"], features, batch["label"])
+            loss = loss + probe_loss
+            metrics.update(online_probe_loss=probe_loss, online_probe_acc=probe_acc)
         if teacher is not None:
             new_state["teacher"] = {"params": teacher["params"],
                                     "batch_stats": jax.lax.stop_gradient(t_stats)}
@@ -186,7 +208,8 @@ class Siamese(ImageMethod):
 
     def backbone_features(self, params, model_state, images):
         stats = model_state["batch_stats"]
-        variables = {"params": params, **({"batch_stats": stats} if stats else {})}
+        net = {k: v for k, v in params.items() if k != "online_probe"}
+        variables = {"params": net, **({"batch_stats": stats} if stats else {})}
         return self.online.apply(variables, images, method=TwoBranch.features)
 
 
