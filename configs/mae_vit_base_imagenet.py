@@ -42,7 +42,6 @@ def get_config(arg=None):
     c.data.image_size = 224
     c.data.crop_scale = (0.2, 1.0)     # host-side random resized crop (ImageNet-scale source)
     c.data.crop_ratio = (3 / 4, 4 / 3)
-    c.data.num_views = 1               # MAE needs one view per image
     c.augment.update(dict(crop=True, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3),
                           resize_method="bicubic", flip_prob=0.5, jitter_prob=0.0,
                           grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0))

@@ -101,15 +101,10 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
     c = ml_collections.ConfigDict(pretrain_config.to_dict())
     pretrain_method = c.method
     c.method = method
-    # The ViT fields of jaxssl.methods.moco.build_backbone, which builds every image backbone.
-    for name, value in dict(pool="cls", posemb="sincos2d", freeze_patch_embed=False,
-                            vit_hidden_dim=0, vit_depth=0, vit_num_heads=0).items():
-        if name not in c.model:
-            c.model[name] = value
     c.model.freeze_patch_embed = False
     # The pretraining's input normalisation (MoCo v3: data.normalize_*; MAE: mae.pixel_*;
     # ResNet presets normalise inside the backbone, model.input_*, which is kept as is).
-    mean, std = tuple(c.data.get("normalize_mean", ())), tuple(c.data.get("normalize_std", ()))
+    mean, std = tuple(c.data.normalize_mean), tuple(c.data.normalize_std)
     if pretrain_method == "mae":  # MAE's encoder: its sizes, pooling and input normalisation
         m = c.mae
         c.model.update(dict(pool=m.pool, posemb="sincos2d", vit_hidden_dim=m.encoder_hidden_dim,
@@ -259,8 +254,8 @@ class _Classifier(ImageMethod):
             if name not in ("random_init", "majority_class"):
                 fail("classifier.baselines", tuple(k.baselines),
                      "use some of ('random_init', 'majority_class')")
-        if cls.frozen and "backbone" not in tuple(config.optim.get("frozen_params", ())):
-            fail("optim.frozen_params", tuple(config.optim.get("frozen_params", ())),
+        if cls.frozen and "backbone" not in tuple(config.optim.frozen_params):
+            fail("optim.frozen_params", tuple(config.optim.frozen_params),
                  "linear evaluation freezes the backbone: include 'backbone'")
 
     def __init__(self, config, mesh, data, total_steps: int):

@@ -158,7 +158,7 @@ class MAE(ImageMethod):
         self.pixel_std = jnp.asarray(std, jnp.float32)
         encoder = VisionTransformer(**encoder_sizes(c.model, m), patch_size=self.patch_size,
                                     pool=m.pool, posemb="sincos2d", dtype=dtype,
-                                    remat=str(c.model.get("remat", "none")), **ENCODER_INIT)
+                                    remat=str(c.model.remat), **ENCODER_INIT)
         decoder = MAEDecoder(grid_hw=(grid, grid),
                              patch_dim=self.patch_size * self.patch_size * self.channels,
                              hidden_dim=int(m.decoder_dim), depth=int(m.decoder_depth),

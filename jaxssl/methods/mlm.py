@@ -80,7 +80,7 @@ def bert_config(model_cfg, vocab_size: int) -> BertConfig:
         model_cfg.backbone, vocab_size=vocab_size, max_position=int(model_cfg.max_position),
         hidden_dropout=float(model_cfg.hidden_dropout),
         attention_dropout=float(model_cfg.attention_dropout), dtype=model_cfg.dtype,
-        remat=str(model_cfg.get("remat", "none")), **overrides)
+        remat=str(model_cfg.remat), **overrides)
 
 
 def bert_train_flops_per_token(cfg: BertConfig, seq_len: int, head_fraction: float) -> float:
@@ -106,10 +106,11 @@ class MaskedLM(Method):
     @classmethod
     def validate_config(cls, config) -> None:
         from jaxssl.config import fail
-        d, m, mc = config.data, config.model, config.get("mlm")
-        if mc is None or "seq_len" not in d:
+        d, m = config.data, config.model
+        if "mlm" not in config or "seq_len" not in d:
             raise ValueError("config method='mlm' needs the text data fields and the mlm section; "
                              "start the preset from jaxssl.methods.mlm.mlm_base_config()")
+        mc = config.mlm
         if d.name != text_source.PYDOC and d.name.split("/")[0] not in corpus.TFDS_TEXT_KEYS \
                 and not d.text_key:
             fail("data.name", d.name, f"use '{text_source.PYDOC}' (embedded) or a tfds text dataset "
@@ -172,7 +173,7 @@ class MaskedLM(Method):
             key, batch["ids"], batch["special"], mask_id=self.mask_id, vocab_size=self.vocab_size,
             rate=float(mc.rate), max_predictions=self.max_predictions,
             word_start=batch["word_start"] if mc.whole_word else None, row_offset=row_offset,
-            length_mask=(batch["attention_mask"] > 0) if mc.get("count_special_tokens", True)
+            length_mask=(batch["attention_mask"] > 0) if mc.count_special_tokens
             else None)
         positions, valid = masking.gather_masked(weights, self.max_predictions)
         targets = jnp.take_along_axis(batch["ids"], positions, axis=1)

@@ -66,7 +66,7 @@ def text_classifier_config(pretrain_config) -> ml_collections.ConfigDict:
 def vocab_path(config) -> str:
     """``data.vocab_file``, else ``vocab.txt`` of the ``train.init_from`` run (its workdir, or
     a parent of the given checkpoint folder)."""
-    if config.data.get("vocab_file"):
+    if config.data.vocab_file:
         return str(config.data.vocab_file)
     path = config.train.init_from
     if not path:
