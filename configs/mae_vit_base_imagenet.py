@@ -47,7 +47,7 @@ def get_config(arg=None):
                           grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0))
     c.eval_crop_fraction = 0.875
     c.model.update(dict(backbone="vit_base", patch_size=16, dtype="float32"))
-    c.mae = mae.default_config()
+    c.mae = mae.section_defaults()
     c.mae.update(dict(mask_ratio=0.75, norm_pix_loss=True, decoder_dim=512, decoder_depth=8,
                       decoder_heads=16, pool="cls",
                       pixel_mean=mae.IMAGENET_MEAN, pixel_std=mae.IMAGENET_STD))

@@ -66,9 +66,10 @@ NEW_LEAVES = ("fc_norm",)
 HEAD_INITS = ("zeros", "normal", "trunc_normal")
 
 
-def classifier_defaults() -> dict:
-    """The ``classifier`` config section (see the module docstring)."""
-    return dict(
+def section_defaults() -> ml_collections.ConfigDict:
+    """The ``classifier`` config section (see the module docstring); :func:`classifier_config`
+    and ``jaxssl.methods.text_classifier.text_classifier_config`` attach it."""
+    return ml_collections.ConfigDict(dict(
         pretrain_method="",       # the method that wrote train.init_from ('' : none)
         head="linear",            # 'linear' | 'bn_linear' (MAE: BN without affine first)
         head_init="zeros",        # 'zeros' (SimCLR) | 'normal' (MoCo) | 'trunc_normal' (MAE)
@@ -87,7 +88,12 @@ def classifier_defaults() -> dict:
         pixel_std=(),
         baselines=(),             # 'random_init': the same recipe from random init;
                                   # 'majority_class': predict the commonest training label
-    )
+    ))
+
+
+def classifier_defaults() -> dict:
+    """The ``classifier`` section as a dict (the former name of :func:`section_defaults`)."""
+    return section_defaults().to_dict()
 
 
 def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict:
@@ -117,7 +123,7 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
     init_from = ml_collections.FieldReference(c.train.init_from, field_type=str)
     c.init_from = init_from
     c.train.init_from = init_from
-    c.classifier = ml_collections.ConfigDict(classifier_defaults())
+    c.classifier = section_defaults()
     c.classifier.pretrain_method = pretrain_method
     c.classifier.pixel_mean, c.classifier.pixel_std = mean, std
     c.optim.min_lr = 0.0
@@ -214,10 +220,10 @@ class _Classifier(ImageMethod):
             raise ValueError(f"config.method={config.method!r} needs a config.classifier section; "
                              "build the config with jaxssl.methods.classifier.classifier_config()")
         k = config.classifier
-        missing = sorted(set(classifier_defaults()) - set(k))
+        missing = sorted(set(section_defaults()) - set(k))
         if missing:
             raise ValueError(f"config section classifier lacks {missing}; start it from "
-                             "jaxssl.methods.classifier.classifier_defaults()")
+                             "jaxssl.methods.classifier.section_defaults()")
         if k.pretrain_method not in BACKBONE_PATHS:
             fail("classifier.pretrain_method", k.pretrain_method,
                  f"use one of {sorted(BACKBONE_PATHS)}")
@@ -526,5 +532,6 @@ class FineTune(_Classifier):
     frozen = False
 
 
-__all__ = ["LinearEval", "FineTune", "ImageClassifier", "HeadPrefix", "classifier_defaults",
+__all__ = ["LinearEval", "FineTune", "ImageClassifier", "HeadPrefix", "section_defaults",
+           "classifier_defaults",
            "classifier_config", "BACKBONE_PATHS", "few_label_source"]

@@ -18,7 +18,7 @@ word_start}`` (``[B, T]``, chosen by the step's permutation and gathered on the 
        L = sum_{b,p} w_bp * -log softmax(logits_bp)[target_bp] / sum_{b,p} w_bp
 
 Config: ``data`` text fields (:func:`jaxssl.data.text_source.data_defaults`), ``model`` BERT
-fields (:func:`model_defaults`) and the ``mlm`` section (:func:`mlm_defaults`); presets start
+fields (:func:`model_defaults`) and the ``mlm`` section (:func:`section_defaults`); presets start
 from :func:`mlm_base_config`. Evaluation: :mod:`jaxssl.evaluators.mlm` on the held-out rows.
 """
 from __future__ import annotations
@@ -37,14 +37,19 @@ from jaxssl.methods.base import Method
 from jaxssl.models.bert import BERT_PRESETS, BertConfig, BertForMLM
 
 
-def mlm_defaults() -> dict:
+def section_defaults() -> ml_collections.ConfigDict:
     """The ``mlm`` config section: BERT's masking (``create_pretraining_data.py`` flags)."""
-    return dict(
+    return ml_collections.ConfigDict(dict(
         rate=0.15,                # masked_lm_prob: fraction of a row's non-special tokens selected
         max_predictions=20,       # max_predictions_per_seq, P (BERT: 20 at T=128, 80 at T=512)
         whole_word=False,         # whole-word masking (BERT's do_whole_word_mask)
         count_special_tokens=True,  # m in round(rate * m) counts [CLS]/[SEP] (BERT's len(tokens))
-    )
+    ))
+
+
+def mlm_defaults() -> dict:
+    """The ``mlm`` section as a dict (the former name of :func:`section_defaults`)."""
+    return section_defaults().to_dict()
 
 
 def model_defaults() -> dict:
@@ -67,7 +72,7 @@ def mlm_base_config() -> ml_collections.ConfigDict:
     c.method = "mlm"
     c.data.update(text_source.data_defaults())
     c.model.update(model_defaults())
-    c.mlm = ml_collections.ConfigDict(mlm_defaults())
+    c.mlm = section_defaults()
     c.eval.baselines = ()
     return c
 
