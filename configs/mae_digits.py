@@ -44,7 +44,7 @@ def get_config(arg=None):
         flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0))
     c.eval_crop_fraction = 1.0  # 8x8 digits: keep the whole image, resize to 16x16
     c.model.update(dict(backbone="vit_tiny", patch_size=4, dtype="float32"))
-    c.mae = mae.default_config()
+    c.mae = mae.section_defaults()
     c.mae.update(dict(
         mask_ratio=0.75, norm_pix_loss=True,
         encoder_hidden_dim=128, encoder_depth=4, encoder_heads=4,

@@ -42,13 +42,12 @@ def get_config(arg=None):
     c.data.image_size = 224
     c.data.crop_scale = (0.2, 1.0)     # host-side random resized crop (ImageNet-scale source)
     c.data.crop_ratio = (3 / 4, 4 / 3)
-    c.data.num_views = 1               # MAE needs one view per image
     c.augment.update(dict(crop=True, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3),
                           resize_method="bicubic", flip_prob=0.5, jitter_prob=0.0,
                           grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0))
     c.eval_crop_fraction = 0.875
     c.model.update(dict(backbone="vit_base", patch_size=16, dtype="float32"))
-    c.mae = mae.default_config()
+    c.mae = mae.section_defaults()
     c.mae.update(dict(mask_ratio=0.75, norm_pix_loss=True, decoder_dim=512, decoder_depth=8,
                       decoder_heads=16, pool="cls",
                       pixel_mean=mae.IMAGENET_MEAN, pixel_std=mae.IMAGENET_STD))

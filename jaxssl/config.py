@@ -27,7 +27,7 @@ def base_config() -> ml_collections.ConfigDict:
         pretrain_split=ml_collections.FieldReference(None, field_type=str),  # None: dataset default
         train_split=ml_collections.FieldReference(None, field_type=str),
         test_split=ml_collections.FieldReference(None, field_type=str),
-        crop_scale=(0.08, 1.0),   # host-side crops (ImageNet-scale sources)
+        crop_scale=(0.08, 1.0),   # host-read sources crop on the host: = augment.crop_scale (a reference)
         crop_ratio=(3 / 4, 4 / 3),
         # True: hold the split on the device; False: read every batch on the host (the
         # ImageNet path); None: in memory exactly when the source holds its images in memory.
@@ -38,11 +38,14 @@ def base_config() -> ml_collections.ConfigDict:
         # mae.pixel_mean / mae.pixel_std. ImageNet: (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225).
         normalize_mean=(),
         normalize_std=(),
+        # Host-read sources (ImageNet): decode threads of the crop reader (None: min(32, CPUs)).
+        host_threads=ml_collections.FieldReference(None, field_type=int),
     ))
 
     # On-device view augmentation (jaxssl.augment.image.ViewConfig fields).
     c.augment = ml_collections.ConfigDict(dict(
         crop=True, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), resize_method="bicubic",
+        resize_antialias=False,   # widen the resize kernel when downscaling (PIL / MoCo)
         flip_prob=0.5, jitter_prob=0.8, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
         brightness_mode="multiplicative", jitter_random_order=True, grayscale_prob=0.2,
         blur_prob=0.5, blur_sigma=(0.1, 2.0), blur_kernel_fraction=0.1,
@@ -56,7 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
     # (data.crop_scale / crop_ratio are references to augment.crop_scale / crop_ratio).
     c.data.crop_scale = c.augment.get_ref("crop_scale")
     c.data.crop_ratio = c.augment.get_ref("crop_ratio")
-    c.eval_crop_fraction = 0.875  # SimCLR eval preprocessing: centre crop 0.875 then resize
+    # Eval preprocessing: centre crop of this side fraction, then resize to data.image_size
+    # (SimCLR: 0.875). The one home of the field: evaluators pass it to the host reader.
+    c.eval_crop_fraction = 0.875
 
     c.model = ml_collections.ConfigDict(dict(
         backbone="resnet18",
@@ -73,6 +78,14 @@ def base_config() -> ml_collections.ConfigDict:
         cifar_stem_padding=1,     # ResNet 'cifar' stem conv padding: 1 (SimCLR), 2 (solo-learn)
         input_mean=(),            # ResNet input normalisation (x - mean) / std per channel; () = off
         input_std=(),
+        # ViT backbones (jaxssl.models.vit.VisionTransformer):
+        pool="cls",               # 'cls' (class token) | 'gap' (mean of the patch tokens)
+        posemb="sincos2d",        # 'sincos2d' (fixed) | 'learned'
+        sincos_layout="mae",      # sin-cos table: 'mae' (column first) | 'mocov3' (row first)
+        freeze_patch_embed=False,  # MoCo v3: the patch projection is not trained (optim.frozen_params)
+        vit_hidden_dim=0,         # > 0 replaces the named size's value (moco-v3 ViT-S: vit_num_heads=12)
+        vit_depth=0,
+        vit_num_heads=0,
     ))
 
     c.loss = ml_collections.ConfigDict(dict(
@@ -86,7 +99,14 @@ def base_config() -> ml_collections.ConfigDict:
         name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, momentum=0.9,
         nesterov=False, trust_coefficient=1e-3, b1=0.9, b2=0.999, eps=1e-8,
         warmup_epochs=10.0, warmup_fraction=0.0, schedule="cosine",
-        step_boundaries_epochs=(60, 80), step_factor=0.1, grad_clip_norm=0.0,
+        min_lr=0.0,               # 'cosine': the final learning rate (MAE fine-tuning: 1e-6)
+        # 'step': lr *= step_factor at each boundary (MoCo's linear eval: (60, 80)); () = none.
+        step_boundaries_epochs=(), step_factor=0.1, grad_clip_norm=0.0,
+        # Weight-decay and update masks (jaxssl.optim): decay norms and biases too (MoCo's
+        # PyTorch SGD / AdamW); names never decayed (timm: cls_token, pos_embed); names
+        # neither updated nor decayed (MoCo v3 ViT: patch_embed; linear eval: backbone).
+        decay_all_params=False, no_decay_names=(), frozen_params=(),
+        lars_classic_momentum=True,  # LARS: lr inside the momentum buffer (SimCLR); False: MoCo v3
         # The schedule as a segment of a longer one (BERT's 128 -> 512 phases): > 0 builds the
         # warmup and decay over schedule_total_steps and starts this run at schedule_start_step
         # of it; 0 / 0: the schedule spans this run (jaxssl.optim.build_schedule).
@@ -201,8 +221,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
     if config.model.dtype not in ("float32", "bfloat16"):
         fail("model.dtype", config.model.dtype, "use 'float32' or 'bfloat16'")
     from jaxssl.models.remat import check_remat
-    check_remat(config.model.get("remat", "none"))
-    chunk = config.model.get("conv_batch_chunk", 0)
+    check_remat(config.model.remat)
+    chunk = config.model.conv_batch_chunk
     if not isinstance(chunk, int) or chunk < 0:
         fail("model.conv_batch_chunk", chunk, "use 0 (off) or a positive number of images")
     t = config.train
@@ -225,16 +245,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
         fail("train.nonfinite_policy", t.nonfinite_policy, f"use one of {list(NONFINITE_POLICIES)}")
     if config.optim.base_lr <= 0:
         fail("optim.base_lr", config.optim.base_lr, "the learning rate must be > 0")
-    if "temperature" in config.loss and config.loss.temperature <= 0:
+    if config.loss.temperature <= 0:
         fail("loss.temperature", config.loss.temperature, "the temperature must be > 0")
     if config.mesh.num_devices < 0:
         fail("mesh.num_devices", config.mesh.num_devices, "use 0 for all devices or a positive count")
-    if "monitor" in config:
-        m = config.monitor
-        if m.collapse_loss_rel_tol <= 0:
-            fail("monitor.collapse_loss_rel_tol", m.collapse_loss_rel_tol, "must be > 0 (e.g. 0.01)")
-        if m.collapse_patience < 1:
-            fail("monitor.collapse_patience", m.collapse_patience, "must be >= 1 logged steps")
+    m = config.monitor
+    if m.collapse_loss_rel_tol <= 0:
+        fail("monitor.collapse_loss_rel_tol", m.collapse_loss_rel_tol, "must be > 0 (e.g. 0.01)")
+    if m.collapse_patience < 1:
+        fail("monitor.collapse_patience", m.collapse_patience, "must be >= 1 logged steps")
     _check_batch_split(config, num_devices, num_processes)
 
 
@@ -247,7 +266,7 @@ def _check_batch_split(config, num_devices: int | None, num_processes: int | Non
     if want > num_devices:
         fail("mesh.num_devices", config.mesh.num_devices,
              f"only {num_devices} devices are visible; use at most {num_devices} (0: all)")
-    if config.model.get("conv_batch_chunk", 0) and want > 1:
+    if config.model.conv_batch_chunk and want > 1:
         fail("model.conv_batch_chunk", config.model.conv_batch_chunk,
              f"batch-chunked convs are a one-device CPU lever (on this {want}-device mesh the "
              "slices would cut across the sharded batch); set it to 0, or mesh.num_devices=1")

@@ -91,10 +91,10 @@ def check_dependencies(config) -> None:
     config's dataset needs a package that is not installed (TensorFlow for tfds TFRecord files
     and for preparing, Pillow for JPEGs)."""
     name = config.data.name
-    data_dir = config.data.get("data_dir", None)
+    data_dir = config.data.data_dir
     from jaxssl.data import tfds_images
     if name in tfds_images.SPLITS:
-        split = config.data.get("pretrain_split", None) or "train"
+        split = config.data.pretrain_split or "train"
         tfds_images.check_readable(name, split, data_dir)
     elif config.method == "mlm" and name != "pydoc":
         from jaxssl.data import corpus

@@ -35,7 +35,7 @@ def chance_loss(config, method=None) -> float | None:
     n = int(config.train.batch_size)
     if config.method == "simclr":
         return math.log(2 * n - 1)
-    if config.method == "moco_v2" and "moco" in config:
+    if config.method == "moco_v2":
         return math.log(int(config.moco.queue_size) + 1)
     if config.method == "moco_v3":
         return 4.0 * float(config.loss.temperature) * math.log(n)

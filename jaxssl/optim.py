@@ -18,7 +18,8 @@ update and no weight decay at all, like torch's ``requires_grad=False``; MoCo v3
 patch projection ``patch_embed``). The trust-ratio mask of LARS / LAMB stays the shape rule.
 
 Config fields (``cfg`` is an ``ml_collections.ConfigDict`` or anything with attribute access;
-``default_config()`` gives all of them):
+``default_config()`` gives all of them, with the defaults ``jaxssl.config.base_config``
+declares for every method):
 
   name               'lars' | 'sgd' | 'adamw' | 'lamb'
   base_lr            > 0, the learning rate at ``lr_scaling``'s reference batch
@@ -34,7 +35,7 @@ Config fields (``cfg`` is an ``ml_collections.ConfigDict`` or anything with attr
                      'cosine_epoch' (cosine set once per epoch, no warmup: moco-v3 lincls)
   min_lr             'cosine': the final learning rate (default 0; MAE fine-tuning 1e-6)
   step_boundaries_epochs, step_factor   'step' only: lr *= step_factor at each boundary
-                     (default factor 0.1, MoCo's linear eval: boundaries [60, 80])
+                     (default factor 0.1, boundaries (): set them, MoCo's linear eval (60, 80))
   grad_clip_norm     global-norm clipping before the optimizer; 0 = off (default 0)
   decay_all_params   decay every leaf, norms and biases included (default False; MoCo v2's
                      PyTorch SGD and MoCo v3's AdamW do this)
@@ -60,6 +61,7 @@ Config fields (``cfg`` is an ``ml_collections.ConfigDict`` or anything with attr
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any, Callable, NamedTuple
@@ -69,6 +71,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from jaxssl import config as config_lib
 from jaxssl import gradient_transforms
 
 Schedule = Callable[[Any], jax.Array]
@@ -76,35 +79,26 @@ Schedule = Callable[[Any], jax.Array]
 OPTIMIZERS = ("lars", "sgd", "adamw", "lamb")
 SCHEDULES = ("cosine", "cosine_epoch", "linear", "step", "constant")
 LR_SCALINGS = ("linear", "sqrt", "none")
-# Fields that may be absent from a config; the value is the reference default.
-OPTIONAL_DEFAULTS = {
-    "nesterov": False,
-    "trust_coefficient": 0.001,
-    "warmup_fraction": 0.0,
-    "step_factor": 0.1,
-    "grad_clip_norm": 0.0,
-    "decay_all_params": False,
-    "no_decay_names": (),
-    "frozen_params": (),
-    "min_lr": 0.0,
-    "lars_classic_momentum": True,
-    "schedule_total_steps": 0,
-    "schedule_start_step": 0,
-    "adam_bias_correction": True,
-    "weight_decay_end": -1.0,
-    "grad_clip_per_param": 0.0,
-}
+# Fields a hand-built optim section (a minimal ConfigDict, a namespace) may leave out; their
+# value is then the schema's default (default_config). A config from
+# jaxssl.config.base_config declares every field, so nothing is ever filled in for it.
+OPTIONAL_FIELDS = ("nesterov", "trust_coefficient", "warmup_fraction", "step_factor",
+                   "grad_clip_norm", "decay_all_params", "no_decay_names", "frozen_params",
+                   "min_lr", "lars_classic_momentum", "schedule_total_steps",
+                   "schedule_start_step", "adam_bias_correction", "weight_decay_end",
+                   "grad_clip_per_param")
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """Every ``optim`` field, with SimCLR's ImageNet values (LARS, 0.3 x B/256, 10 warmup, cosine)."""
-    return ml_collections.ConfigDict(dict(
-        name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, momentum=0.9,
-        nesterov=False, trust_coefficient=0.001, b1=0.9, b2=0.999, eps=1e-8,
-        warmup_epochs=10.0, warmup_fraction=0.0, schedule="cosine",
-        step_boundaries_epochs=[], step_factor=0.1, grad_clip_norm=0.0,
-        decay_all_params=False, no_decay_names=(), frozen_params=(), lars_classic_momentum=True,
-        schedule_total_steps=0, schedule_start_step=0, adam_bias_correction=True))
+    """Every ``optim`` field with its default, as declared once in
+    :func:`jaxssl.config.base_config` (SimCLR's ImageNet values: LARS, 0.3 x B/256, 10 warmup
+    epochs, cosine)."""
+    return ml_collections.ConfigDict(config_lib.base_config().optim.to_dict())
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_defaults() -> dict:
+    return config_lib.base_config().optim.to_dict()
 
 
 # --------------------------------------------------------------------------- masks
@@ -355,8 +349,8 @@ def constant_schedule(peak_lr: float, warmup_steps: int = 0) -> Schedule:
 def _field(cfg: Any, name: str):
     if hasattr(cfg, name):
         return getattr(cfg, name)
-    if name in OPTIONAL_DEFAULTS:
-        return OPTIONAL_DEFAULTS[name]
+    if name in OPTIONAL_FIELDS:
+        return _schema_defaults()[name]
     raise ValueError(f"optim.{name} is missing from the config; set it "
                      f"(jaxssl.optim.default_config() lists every field with its default)")
 
@@ -420,7 +414,12 @@ def build_schedule(cfg: Any, *, global_batch: int, total_steps: int, steps_per_e
     elif kind == "linear":
         schedule = warmup_linear_schedule(peak, warmup, span)
     elif kind == "step":
-        bounds = [int(round(float(e) * steps_per_epoch)) for e in _field(cfg, "step_boundaries_epochs")]
+        epochs = tuple(_field(cfg, "step_boundaries_epochs"))
+        if not epochs:
+            raise ValueError("optim.step_boundaries_epochs=() is empty, so optim.schedule='step' "
+                             "would never step; set the epochs at which lr *= step_factor, "
+                             "e.g. (60, 80) (MoCo's linear evaluation)")
+        bounds = [int(round(float(e) * steps_per_epoch)) for e in epochs]
         schedule = step_schedule(peak, bounds, float(_field(cfg, "step_factor")), warmup)
     else:
         schedule = constant_schedule(peak, warmup)

@@ -230,7 +230,7 @@ def load_from_config(data_cfg, split: str, *, role: str | None = None,
                      host_crop: str | None = None, **host_options) -> ImageSource:
     """Registry entry for :func:`jaxssl.data.sources.load_image_source` (crop options unused)."""
     del host_crop, host_options  # held in memory and cropped on the device
-    return load_image_folder(data_cfg.get("data_dir", None), split,
+    return load_image_folder(data_cfg.data_dir, split,
                              field=f"data.{role}_split" if role else "split")
 
 

@@ -376,11 +376,11 @@ def load_classification_split(data_cfg, split: str,
         _fail("data.seq_len", seq_len, "use an integer >= 3 (5 for text pairs; BERT GLUE: 128)")
     if not isinstance(tokenizer, WordPieceTokenizer):
         tokenizer = WordPieceTokenizer.from_vocab_file(
-            tokenizer, lowercase=bool(data_cfg.get("lowercase", True)))
+            tokenizer, lowercase=bool(data_cfg.lowercase))
     if name == PYDOC_TASK:
         return _pydoc_split(split, tokenizer, int(seq_len))
     if isinstance(name, str) and name.startswith(GLUE_PREFIX):
-        return _glue_split(name, split, tokenizer, int(seq_len), data_cfg.get("data_dir") or None)
+        return _glue_split(name, split, tokenizer, int(seq_len), data_cfg.data_dir or None)
     _fail("data.name", name, f"use {PYDOC_TASK!r} (embedded) or one of "
           f"{sorted(GLUE_PREFIX + t for t in GLUE_TASKS)}")
 

@@ -81,7 +81,7 @@ class TextData:
 
 
 def _splits(data_cfg) -> tuple[str, str]:
-    return (data_cfg.get("train_split") or "train", data_cfg.get("test_split") or "test")
+    return (data_cfg.train_split or "train", data_cfg.test_split or "test")
 
 
 def read_documents(data_cfg, split_role: str) -> list[str]:
@@ -91,7 +91,7 @@ def read_documents(data_cfg, split_role: str) -> list[str]:
     train_split, test_split = _splits(data_cfg)
     split = train_split if split_role == "train" else test_split
     cap = int(data_cfg.max_train_documents if split_role == "train" else data_cfg.max_test_documents)
-    return corpus.load_tfds_text(data_cfg.name, split, data_cfg.get("data_dir"),
+    return corpus.load_tfds_text(data_cfg.name, split, data_cfg.data_dir,
                                  text_key=data_cfg.text_key or None, max_documents=cap or None)
 
 
@@ -207,8 +207,8 @@ def load_text_data(data_cfg, seed: int) -> TextData:
     ``seed`` seeds the sentence-pair split points (``pack_documents``); rows are otherwise a
     pure function of the corpus and the vocabulary.
     """
-    missing = [k for k in data_defaults() if k not in data_cfg]
+    missing = [k for k in _KEY_FIELDS if k not in data_cfg]
     if missing:
         raise ValueError(f"config section data lacks the text fields {missing}; start the preset "
                          "from jaxssl.methods.mlm.mlm_base_config()")
-    return _load_cached(tuple((k, data_cfg.get(k)) for k in _KEY_FIELDS), int(seed))
+    return _load_cached(tuple((k, data_cfg[k]) for k in _KEY_FIELDS), int(seed))

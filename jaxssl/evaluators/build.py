@@ -30,8 +30,8 @@ KNOWN_EVALUATORS = tuple(_EVALUATORS)
 def evaluator_names(config, method_cls) -> tuple[str, ...]:
     """The evaluators a run uses: ``config.eval.evaluators`` or the method's defaults (plus
     ``embedding_map`` when ``eval.embedding_map`` is set)."""
-    names = tuple(config.eval.get("evaluators", ()) or method_cls.default_evaluators)
-    if config.eval.get("embedding_map", False) and "embedding_map" not in names:
+    names = tuple(config.eval.evaluators or method_cls.default_evaluators)
+    if config.eval.embedding_map and "embedding_map" not in names:
         names += ("embedding_map",)
     return names
 

@@ -52,13 +52,13 @@ def _linear_overrides(cfg) -> dict:
     proto = linear_lib.resolve_protocol(cfg.linear_protocol)
     overrides = {}
     if proto.optimizer == "sgd":
-        if cfg.get("linear_epochs", 0) > 0:
+        if cfg.linear_epochs > 0:
             overrides["epochs"] = int(cfg.linear_epochs)
-        if cfg.get("linear_batch_size", 0) > 0:
+        if cfg.linear_batch_size > 0:
             overrides["batch_size"] = int(cfg.linear_batch_size)
-        if cfg.get("linear_lr", 0.0) > 0:
+        if cfg.linear_lr > 0:
             overrides["learning_rate"] = float(cfg.linear_lr)
-    if cfg.get("linear_weight_decay", -1.0) >= 0:
+    if cfg.linear_weight_decay >= 0:
         overrides["weight_decay"] = float(cfg.linear_weight_decay)
     return overrides
 

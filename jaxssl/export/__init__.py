@@ -145,11 +145,11 @@ def vit_heads_and_pool(config) -> tuple[int, str]:
     from jaxssl.models.vit import VIT_SIZES
 
     heads = int(VIT_SIZES.get(config.model.backbone, {}).get("num_heads", 0))
-    pool = config.model.get("pool", "cls")
-    if config.method == "mae" and "mae" in config:
-        heads = int(config.mae.get("encoder_heads", 0)) or heads
-        pool = config.mae.get("pool", pool)
-    elif int(config.model.get("vit_num_heads", 0) or 0) > 0:
+    pool = config.model.pool
+    if config.method == "mae":
+        heads = int(config.mae.encoder_heads) or heads
+        pool = config.mae.pool
+    elif int(config.model.vit_num_heads) > 0:
         heads = int(config.model.vit_num_heads)
     if heads <= 0:
         raise ValueError(f"cannot tell the number of attention heads of model.backbone="
@@ -172,7 +172,7 @@ def export_run(config, workdir: paths.PathLike, fmt: str, out: str,
     batch_stats = model_state.get("batch_stats", {}) or {}
     summary: dict[str, Any] = {"format": fmt, "step": step}
     if fmt == "torchvision":
-        torchvision.check_exportable(config.model.backbone, config.model.get("width_multiplier", 1))
+        torchvision.check_exportable(config.model.backbone, config.model.width_multiplier)
         path, sub = _find(params, _is_resnet, "ResNet (conv1 + layer1_0)", config)
         tensors = torchvision.resnet_state_dict(sub, get_path(batch_stats, path, {}),
                                                 num_batches_tracked=step)
@@ -185,7 +185,7 @@ def export_run(config, workdir: paths.PathLike, fmt: str, out: str,
         heads, pool = vit_heads_and_pool(config)
         image_size = int(config.data.image_size)
         tensors = timm.vit_state_dict(sub, image_size=image_size,
-                                      sincos_layout=config.model.get("sincos_layout", "mae"))
+                                      sincos_layout=config.model.sincos_layout)
         save_state_dict(tensors, out)
         summary["load"] = timm.timm_kwargs(sub, image_size=image_size, num_heads=heads, pool=pool)
     else:

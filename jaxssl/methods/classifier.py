@@ -66,9 +66,10 @@ NEW_LEAVES = ("fc_norm",)
 HEAD_INITS = ("zeros", "normal", "trunc_normal")
 
 
-def classifier_defaults() -> dict:
-    """The ``classifier`` config section (see the module docstring)."""
-    return dict(
+def section_defaults() -> ml_collections.ConfigDict:
+    """The ``classifier`` config section (see the module docstring); :func:`classifier_config`
+    and ``jaxssl.methods.text_classifier.text_classifier_config`` attach it."""
+    return ml_collections.ConfigDict(dict(
         pretrain_method="",       # the method that wrote train.init_from ('' : none)
         head="linear",            # 'linear' | 'bn_linear' (MAE: BN without affine first)
         head_init="zeros",        # 'zeros' (SimCLR) | 'normal' (MoCo) | 'trunc_normal' (MAE)
@@ -87,7 +88,12 @@ def classifier_defaults() -> dict:
         pixel_std=(),
         baselines=(),             # 'random_init': the same recipe from random init;
                                   # 'majority_class': predict the commonest training label
-    )
+    ))
+
+
+def classifier_defaults() -> dict:
+    """The ``classifier`` section as a dict (the former name of :func:`section_defaults`)."""
+    return section_defaults().to_dict()
 
 
 def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict:
@@ -101,15 +107,10 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
     c = ml_collections.ConfigDict(pretrain_config.to_dict())
     pretrain_method = c.method
     c.method = method
-    # The ViT fields of jaxssl.methods.moco.build_backbone, which builds every image backbone.
-    for name, value in dict(pool="cls", posemb="sincos2d", freeze_patch_embed=False,
-                            vit_hidden_dim=0, vit_depth=0, vit_num_heads=0).items():
-        if name not in c.model:
-            c.model[name] = value
     c.model.freeze_patch_embed = False
     # The pretraining's input normalisation (MoCo v3: data.normalize_*; MAE: mae.pixel_*;
     # ResNet presets normalise inside the backbone, model.input_*, which is kept as is).
-    mean, std = tuple(c.data.get("normalize_mean", ())), tuple(c.data.get("normalize_std", ()))
+    mean, std = tuple(c.data.normalize_mean), tuple(c.data.normalize_std)
     if pretrain_method == "mae":  # MAE's encoder: its sizes, pooling and input normalisation
         m = c.mae
         c.model.update(dict(pool=m.pool, posemb="sincos2d", vit_hidden_dim=m.encoder_hidden_dim,
@@ -122,7 +123,7 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
     init_from = ml_collections.FieldReference(c.train.init_from, field_type=str)
     c.init_from = init_from
     c.train.init_from = init_from
-    c.classifier = ml_collections.ConfigDict(classifier_defaults())
+    c.classifier = section_defaults()
     c.classifier.pretrain_method = pretrain_method
     c.classifier.pixel_mean, c.classifier.pixel_std = mean, std
     c.optim.min_lr = 0.0
@@ -219,10 +220,10 @@ class _Classifier(ImageMethod):
             raise ValueError(f"config.method={config.method!r} needs a config.classifier section; "
                              "build the config with jaxssl.methods.classifier.classifier_config()")
         k = config.classifier
-        missing = sorted(set(classifier_defaults()) - set(k))
+        missing = sorted(set(section_defaults()) - set(k))
         if missing:
             raise ValueError(f"config section classifier lacks {missing}; start it from "
-                             "jaxssl.methods.classifier.classifier_defaults()")
+                             "jaxssl.methods.classifier.section_defaults()")
         if k.pretrain_method not in BACKBONE_PATHS:
             fail("classifier.pretrain_method", k.pretrain_method,
                  f"use one of {sorted(BACKBONE_PATHS)}")
@@ -259,8 +260,8 @@ class _Classifier(ImageMethod):
             if name not in ("random_init", "majority_class"):
                 fail("classifier.baselines", tuple(k.baselines),
                      "use some of ('random_init', 'majority_class')")
-        if cls.frozen and "backbone" not in tuple(config.optim.get("frozen_params", ())):
-            fail("optim.frozen_params", tuple(config.optim.get("frozen_params", ())),
+        if cls.frozen and "backbone" not in tuple(config.optim.frozen_params):
+            fail("optim.frozen_params", tuple(config.optim.frozen_params),
                  "linear evaluation freezes the backbone: include 'backbone'")
 
     def __init__(self, config, mesh, data, total_steps: int):
@@ -531,5 +532,6 @@ class FineTune(_Classifier):
     frozen = False
 
 
-__all__ = ["LinearEval", "FineTune", "ImageClassifier", "HeadPrefix", "classifier_defaults",
+__all__ = ["LinearEval", "FineTune", "ImageClassifier", "HeadPrefix", "section_defaults",
+           "classifier_defaults",
            "classifier_config", "BACKBONE_PATHS", "few_label_source"]

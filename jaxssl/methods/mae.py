@@ -61,9 +61,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 ENCODER_INIT = dict(qkv_init="xavier", cls_init_std=0.02, sincos_layout="mae")
 
 
-def default_config() -> ml_collections.ConfigDict:
+def section_defaults() -> ml_collections.ConfigDict:
     """The ``mae`` config section with the MAE paper's ViT-B values (models_mae.py
-    ``mae_vit_base_patch16_dec512d8b``, main_pretrain.py defaults)."""
+    ``mae_vit_base_patch16_dec512d8b``, main_pretrain.py defaults); a preset attaches it as
+    ``c.mae = mae.section_defaults()``."""
     return ml_collections.ConfigDict(dict(
         mask_ratio=0.75,
         norm_pix_loss=True,
@@ -77,6 +78,10 @@ def default_config() -> ml_collections.ConfigDict:
         pixel_mean=IMAGENET_MEAN,
         pixel_std=IMAGENET_STD,
     ))
+
+
+#: The former name of :func:`section_defaults`.
+default_config = section_defaults
 
 
 def encoder_sizes(model_cfg, mae_cfg) -> dict:
@@ -101,12 +106,12 @@ class MAE(ImageMethod):
                  f"MAE encodes the visible patches with a ViT; use one of {sorted(VIT_SIZES)}")
         if "mae" not in config:
             raise ValueError("config has no 'mae' section; add "
-                             "c.mae = jaxssl.methods.mae.default_config() (see configs/mae_digits.py)")
+                             "c.mae = jaxssl.methods.mae.section_defaults() (see configs/mae_digits.py)")
         m = config.mae
-        missing = sorted(set(default_config()) - set(m))
+        missing = sorted(set(section_defaults()) - set(m))
         if missing:
             raise ValueError(f"config section mae lacks {missing}; start it from "
-                             "jaxssl.methods.mae.default_config()")
+                             "jaxssl.methods.mae.section_defaults()")
         if not 0.0 < float(m.mask_ratio) < 1.0:
             fail("mae.mask_ratio", m.mask_ratio, "the fraction of patches removed must be in "
                  "(0, 1); MAE uses 0.75")
@@ -158,7 +163,7 @@ class MAE(ImageMethod):
         self.pixel_std = jnp.asarray(std, jnp.float32)
         encoder = VisionTransformer(**encoder_sizes(c.model, m), patch_size=self.patch_size,
                                     pool=m.pool, posemb="sincos2d", dtype=dtype,
-                                    remat=str(c.model.get("remat", "none")), **ENCODER_INIT)
+                                    remat=str(c.model.remat), **ENCODER_INIT)
         decoder = MAEDecoder(grid_hw=(grid, grid),
                              patch_dim=self.patch_size * self.patch_size * self.channels,
                              hidden_dim=int(m.decoder_dim), depth=int(m.decoder_depth),

@@ -18,7 +18,7 @@ word_start}`` (``[B, T]``, chosen by the step's permutation and gathered on the 
        L = sum_{b,p} w_bp * -log softmax(logits_bp)[target_bp] / sum_{b,p} w_bp
 
 Config: ``data`` text fields (:func:`jaxssl.data.text_source.data_defaults`), ``model`` BERT
-fields (:func:`model_defaults`) and the ``mlm`` section (:func:`mlm_defaults`); presets start
+fields (:func:`model_defaults`) and the ``mlm`` section (:func:`section_defaults`); presets start
 from :func:`mlm_base_config`. Evaluation: :mod:`jaxssl.evaluators.mlm` on the held-out rows.
 """
 from __future__ import annotations
@@ -37,14 +37,19 @@ from jaxssl.methods.base import Method
 from jaxssl.models.bert import BERT_PRESETS, BertConfig, BertForMLM
 
 
-def mlm_defaults() -> dict:
+def section_defaults() -> ml_collections.ConfigDict:
     """The ``mlm`` config section: BERT's masking (``create_pretraining_data.py`` flags)."""
-    return dict(
+    return ml_collections.ConfigDict(dict(
         rate=0.15,                # masked_lm_prob: fraction of a row's non-special tokens selected
         max_predictions=20,       # max_predictions_per_seq, P (BERT: 20 at T=128, 80 at T=512)
         whole_word=False,         # whole-word masking (BERT's do_whole_word_mask)
         count_special_tokens=True,  # m in round(rate * m) counts [CLS]/[SEP] (BERT's len(tokens))
-    )
+    ))
+
+
+def mlm_defaults() -> dict:
+    """The ``mlm`` section as a dict (the former name of :func:`section_defaults`)."""
+    return section_defaults().to_dict()
 
 
 def model_defaults() -> dict:
@@ -67,7 +72,7 @@ def mlm_base_config() -> ml_collections.ConfigDict:
     c.method = "mlm"
     c.data.update(text_source.data_defaults())
     c.model.update(model_defaults())
-    c.mlm = ml_collections.ConfigDict(mlm_defaults())
+    c.mlm = section_defaults()
     c.eval.baselines = ()
     return c
 
@@ -80,7 +85,7 @@ def bert_config(model_cfg, vocab_size: int) -> BertConfig:
         model_cfg.backbone, vocab_size=vocab_size, max_position=int(model_cfg.max_position),
         hidden_dropout=float(model_cfg.hidden_dropout),
         attention_dropout=float(model_cfg.attention_dropout), dtype=model_cfg.dtype,
-        remat=str(model_cfg.get("remat", "none")), **overrides)
+        remat=str(model_cfg.remat), **overrides)
 
 
 def bert_train_flops_per_token(cfg: BertConfig, seq_len: int, head_fraction: float) -> float:
@@ -106,10 +111,11 @@ class MaskedLM(Method):
     @classmethod
     def validate_config(cls, config) -> None:
         from jaxssl.config import fail
-        d, m, mc = config.data, config.model, config.get("mlm")
-        if mc is None or "seq_len" not in d:
+        d, m = config.data, config.model
+        if "mlm" not in config or "seq_len" not in d:
             raise ValueError("config method='mlm' needs the text data fields and the mlm section; "
                              "start the preset from jaxssl.methods.mlm.mlm_base_config()")
+        mc = config.mlm
         if d.name != text_source.PYDOC and d.name.split("/")[0] not in corpus.TFDS_TEXT_KEYS \
                 and not d.text_key:
             fail("data.name", d.name, f"use '{text_source.PYDOC}' (embedded) or a tfds text dataset "
@@ -172,7 +178,7 @@ class MaskedLM(Method):
             key, batch["ids"], batch["special"], mask_id=self.mask_id, vocab_size=self.vocab_size,
             rate=float(mc.rate), max_predictions=self.max_predictions,
             word_start=batch["word_start"] if mc.whole_word else None, row_offset=row_offset,
-            length_mask=(batch["attention_mask"] > 0) if mc.get("count_special_tokens", True)
+            length_mask=(batch["attention_mask"] > 0) if mc.count_special_tokens
             else None)
         positions, valid = masking.gather_masked(weights, self.max_predictions)
         targets = jnp.take_along_axis(batch["ids"], positions, axis=1)

@@ -35,7 +35,8 @@ from jaxssl.data import text_classification as tc
 from jaxssl.data.feeder import DeviceFeeder, DeviceReader
 from jaxssl.data.tokenizer import WordPieceTokenizer
 from jaxssl.methods.base import Method
-from jaxssl.methods.classifier import _load_subtree, classifier_defaults
+from jaxssl.methods import classifier as classifier_lib
+from jaxssl.methods.classifier import _load_subtree
 from jaxssl.models.bert import BERT_PRESETS, BertForSequenceClassification
 
 
@@ -54,7 +55,7 @@ def text_classifier_config(pretrain_config) -> ml_collections.ConfigDict:
     init_from = ml_collections.FieldReference(None, field_type=str)
     c.init_from = init_from
     c.train.init_from = init_from
-    c.classifier = ml_collections.ConfigDict(classifier_defaults())
+    c.classifier = classifier_lib.section_defaults()
     c.classifier.pretrain_method = "mlm"
     c.optim.update(dict(name="adamw", lr_scaling="none", b1=0.9, b2=0.999, eps=1e-6,
                         weight_decay=0.01, warmup_fraction=0.1, warmup_epochs=0.0,
@@ -66,7 +67,7 @@ def text_classifier_config(pretrain_config) -> ml_collections.ConfigDict:
 def vocab_path(config) -> str:
     """``data.vocab_file``, else ``vocab.txt`` of the ``train.init_from`` run (its workdir, or
     a parent of the given checkpoint folder)."""
-    if config.data.get("vocab_file"):
+    if config.data.vocab_file:
         return str(config.data.vocab_file)
     path = config.train.init_from
     if not path:

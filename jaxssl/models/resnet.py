@@ -282,16 +282,15 @@ def normalize_input(x, mean: Sequence[float], std: Sequence[float]):
 
 
 def resnet_options(model_cfg) -> dict:
-    """The recipe options of ``config.model`` that a ResNet takes (missing fields: defaults).
+    """The recipe options of ``config.model`` (``jaxssl.config.base_config``) that a ResNet takes.
 
     ``zero_init_residual`` -> ``zero_init_last_bn``; ``cifar_stem_padding``; ``input_mean`` /
     ``input_std``. Methods add these to the backbone's keyword arguments.
     """
-    get = model_cfg.get
-    return dict(zero_init_last_bn=bool(get("zero_init_residual", True)),
-                cifar_stem_padding=int(get("cifar_stem_padding", 1)),
-                input_mean=tuple(float(v) for v in (get("input_mean", ()) or ())),
-                input_std=tuple(float(v) for v in (get("input_std", ()) or ())))
+    return dict(zero_init_last_bn=bool(model_cfg.zero_init_residual),
+                cifar_stem_padding=int(model_cfg.cifar_stem_padding),
+                input_mean=tuple(float(v) for v in model_cfg.input_mean),
+                input_std=tuple(float(v) for v in model_cfg.input_std))
 
 
 # Fields fixed by each standard depth (torchvision's resnet18 / resnet34 / resnet50).
