@@ -63,7 +63,7 @@ def build_train_data(config, mesh, method_cls) -> TrainData:
 
 def use_in_memory(data_cfg, source: sources.ImageSource) -> bool:
     """Resolve ``data.in_memory`` for ``source`` (None: in memory iff the source holds images)."""
-    want = data_cfg.get("in_memory", None)
+    want = data_cfg.in_memory
     if want is None:
         return source.images is not None
     if want and source.images is None:

@@ -508,11 +508,11 @@ def load_from_config(data_cfg, split: str, *, role: str | None = None, host_crop
     field = f"data.{role}_split" if role else "split"
     name = data_cfg.name
     if name in IN_MEMORY:
-        return load_in_memory(name, split, data_cfg.get("data_dir", None), field=field)
+        return load_in_memory(name, split, data_cfg.data_dir, field=field)
     return load_host_cropped(
-        name, split, data_cfg.get("data_dir", None), image_size=data_cfg.image_size,
+        name, split, data_cfg.data_dir, image_size=data_cfg.image_size,
         host_crop=host_crop, num_views=num_views,
-        crop_scale=data_cfg.get("crop_scale", (0.08, 1.0)), crop_ratio=data_cfg.get("crop_ratio", (3 / 4, 4 / 3)),
+        crop_scale=data_cfg.crop_scale, crop_ratio=data_cfg.crop_ratio,
         eval_crop_fraction=eval_crop_fraction,
-        num_threads=data_cfg.get("host_threads", None), field=field,
-        resize_method=data_cfg.get("resize_method", "bicubic"), crop_groups=crop_groups)
+        num_threads=data_cfg.host_threads, field=field,
+        resize_method=data_cfg.resize_method, crop_groups=crop_groups)

@@ -158,16 +158,15 @@ def _validate_common(config, version: str) -> None:
         raise ValueError(f"config field moco.view2={m.view2.to_dict()!r} is invalid: {err}") from None
     model = config.model
     if model.backbone.startswith("vit"):
-        if model.get("pool", "cls") not in POOLS:
+        if model.pool not in POOLS:
             fail("model.pool", model.pool, f"use one of {POOLS}")
-        if model.get("posemb", "sincos2d") not in POSEMBS:
+        if model.posemb not in POSEMBS:
             fail("model.posemb", model.posemb, f"use one of {POSEMBS}")
-        if model.get("sincos_layout", "mae") not in SINCOS_LAYOUTS:
+        if model.sincos_layout not in SINCOS_LAYOUTS:
             fail("model.sincos_layout", model.sincos_layout,
                  f"use one of {SINCOS_LAYOUTS} (moco-v3: 'mocov3', MAE: 'mae')")
-        if model.get("freeze_patch_embed", False) and \
-                "patch_embed" not in tuple(config.optim.get("frozen_params", ())):
-            fail("optim.frozen_params", tuple(config.optim.get("frozen_params", ())),
+        if model.freeze_patch_embed and "patch_embed" not in tuple(config.optim.frozen_params):
+            fail("optim.frozen_params", tuple(config.optim.frozen_params),
                  "model.freeze_patch_embed=True also needs 'patch_embed' in optim.frozen_params, "
                  "so the optimizer neither updates nor decays the frozen projection (torch's "
                  "requires_grad=False)")
@@ -286,14 +285,14 @@ class MoCoV2(_MoCoBase):
     @classmethod
     def validate_config(cls, config) -> None:
         from jaxssl.config import fail
-        m, batch = config.get("moco", {}), int(config.train.batch_size)
+        m, batch = (config.moco if "moco" in config else {}), int(config.train.batch_size)
         if "queue_size" in m and (m.queue_size <= 0 or m.queue_size % batch):
             fail("moco.queue_size", m.queue_size,
                  f"the queue size K must be a positive multiple of the global batch "
                  f"train.batch_size={batch} (each step's keys fill slots [ptr, ptr + B) mod K); "
                  f"use e.g. {max(1, round(m.queue_size / batch)) * batch}")
         _validate_common(config, "v2")
-        if not isinstance(m.get("symmetric", False), bool):
+        if not isinstance(m.symmetric, bool):
             fail("moco.symmetric", m.symmetric, "use False (moco: one direction, one queue) or "
                  "True (solo-learn MoCo V2+: both directions, two queues)")
         if m.shuffle_bn not in shuffle_bn.MODES:
@@ -313,7 +312,7 @@ class MoCoV2(_MoCoBase):
         self.queue_size = int(mc.queue_size)
         self.shuffle_mode = mc.shuffle_bn
         self.bn_groups = int(mc.bn_groups)
-        self.symmetric = bool(mc.get("symmetric", False))
+        self.symmetric = bool(mc.symmetric)
         if self.shuffle_mode == "devices" and mesh.devices.size < 2:
             raise ValueError(
                 f"config field moco.shuffle_bn='devices' is invalid on a mesh of "
@@ -426,7 +425,7 @@ def normalize_input(images, data_cfg):
     """``(x - mean) / std`` per channel with ``data.normalize_mean / normalize_std``
     (torchvision ``Normalize``, after the augmentation); ``images`` unchanged when they are
     empty. images: ``[B, H, W, C]`` float in [0, 1] -> float32 ``[B, H, W, C]``."""
-    mean, std = tuple(data_cfg.get("normalize_mean", ())), tuple(data_cfg.get("normalize_std", ()))
+    mean, std = tuple(data_cfg.normalize_mean), tuple(data_cfg.normalize_std)
     if not mean:
         return images
     return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
@@ -434,8 +433,8 @@ def normalize_input(images, data_cfg):
 
 def _validate_normalization(config) -> None:
     from jaxssl.config import fail
-    mean = tuple(config.data.get("normalize_mean", ()))
-    std = tuple(config.data.get("normalize_std", ()))
+    mean = tuple(config.data.normalize_mean)
+    std = tuple(config.data.normalize_std)
     if len(mean) != len(std) or len(mean) not in (0, 1, 3):
         fail("data.normalize_mean", mean, f"data.normalize_mean and data.normalize_std (= {std}) "
              "need the same length: 0 (no normalisation), 1 or 3 (one per channel)")
@@ -465,7 +464,7 @@ class MoCoV3(_MoCoBase):
         m = config.model
         self.predictor = heads.mocov3_predictor(
             int(config.moco.predictor_hidden_dim), int(m.head_output_dim),
-            last_bn=bool(config.moco.get("predictor_last_bn", False)), dtype=_dtype(m))
+            last_bn=bool(config.moco.predictor_last_bn), dtype=_dtype(m))
         self.online = Predicted(self.encoder, self.predictor)
 
     def chance_loss(self) -> float:

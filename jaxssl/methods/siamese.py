@@ -96,7 +96,7 @@ class Siamese(ImageMethod):
     @classmethod
     def batch_keys(cls, config) -> tuple[str, ...]:
         """The batch entries the loss reads: ``label`` too with the online probe."""
-        probe = cls.section in config and config[cls.section].get("online_probe", False)
+        probe = cls.section in config and config[cls.section].online_probe
         return ("image", "label") if probe else ("image",)
 
     @classmethod
@@ -122,7 +122,7 @@ class Siamese(ImageMethod):
         self.target = TwoBranch(backbone, self.make_projector(), None)
         self.teacher = (momentum_lib.EmaTeacher.from_config(config.teacher, self.total_steps)
                         if self.uses_teacher else None)
-        self.probe = bool(self.sec.get("online_probe", False))
+        self.probe = bool(self.sec.online_probe)
 
     # ----- what a subclass supplies -------------------------------------------------------
     @abc.abstractmethod

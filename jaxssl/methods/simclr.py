@@ -44,11 +44,11 @@ def backbone_kwargs(model_cfg) -> dict:
     name = model_cfg.backbone
     if name.startswith("resnet"):
         return dict(stem=model_cfg.stem, width_multiplier=model_cfg.width_multiplier, dtype=dtype,
-                    conv_batch_chunk=int(model_cfg.get("conv_batch_chunk", 0)),
-                    remat=str(model_cfg.get("remat", "none")), **resnet.resnet_options(model_cfg))
+                    conv_batch_chunk=int(model_cfg.conv_batch_chunk),
+                    remat=str(model_cfg.remat), **resnet.resnet_options(model_cfg))
     if name.startswith("vit"):
         return dict(patch_size=model_cfg.patch_size, dtype=dtype,
-                    remat=str(model_cfg.get("remat", "none")))
+                    remat=str(model_cfg.remat))
     return dict(dtype=dtype)
 
 
@@ -67,13 +67,13 @@ class SimCLR(ImageMethod):
         super().__init__(config, mesh, data, total_steps)
         m = config.model
         self.model = BackboneWithHead(registry.build_backbone(m), projection_head(m))
-        self.loss_scale = float(config.loss.get("scale", 1.0))
+        self.loss_scale = float(config.loss.scale)
 
     @classmethod
     def validate_config(cls, config) -> None:
         from jaxssl.config import fail
         super().validate_config(config)
-        scale = config.loss.get("scale", 1.0)
+        scale = config.loss.scale
         if not scale > 0:
             fail("loss.scale", scale, "the objective's factor must be > 0 (2.0 reproduces the "
                  "SimCLR reference's mean(loss_a + loss_b), 1.0 the paper's mean over 2N anchors)")

@@ -70,30 +70,27 @@ def build_backbone(model_cfg) -> nn.Module:
     ``conv_batch_chunk``, ``remat`` and :func:`jaxssl.models.resnet.resnet_options`; ViTs take
     ``patch_size``, ``pool``, ``posemb``, ``freeze_patch_embed``, ``sincos_layout``, ``remat``
     and the ``vit_hidden_dim`` / ``vit_depth`` / ``vit_num_heads`` overrides; ``dtype`` for all.
-    Fields a section does not declare take the module's default.
+    Every field is declared by ``jaxssl.config.base_config``.
     """
     from jaxssl.models import resnet
-    get = model_cfg.get
-    name = model_cfg.backbone
-    dtype = jnp.bfloat16 if get("dtype", "float32") == "bfloat16" else jnp.float32
+    m = model_cfg
+    name = m.backbone
+    dtype = jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32
     if name.startswith("vit"):
         if name not in VIT_SIZES:
             raise ValueError(f"config field model.backbone={name!r} is invalid: use one of "
                              f"{list(VIT_SIZES)}")
         size = dict(VIT_SIZES[name])
         for field, arg in VIT_OVERRIDES.items():
-            if int(get(field, 0) or 0) > 0:
-                size[arg] = int(model_cfg[field])
-        return VisionTransformer(**size, patch_size=int(model_cfg.patch_size),
-                                 pool=get("pool", "cls"), posemb=get("posemb", "sincos2d"),
-                                 freeze_patch_embed=bool(get("freeze_patch_embed", False)),
-                                 sincos_layout=get("sincos_layout", "mae"),
-                                 dtype=dtype, remat=str(get("remat", "none")))
+            if int(m[field] or 0) > 0:
+                size[arg] = int(m[field])
+        return VisionTransformer(**size, patch_size=int(m.patch_size), pool=m.pool,
+                                 posemb=m.posemb, freeze_patch_embed=bool(m.freeze_patch_embed),
+                                 sincos_layout=m.sincos_layout, dtype=dtype, remat=str(m.remat))
     if name.startswith("resnet"):
-        return create_backbone(name, stem=model_cfg.stem,
-                               width_multiplier=model_cfg.width_multiplier, dtype=dtype,
-                               conv_batch_chunk=int(get("conv_batch_chunk", 0)),
-                               remat=str(get("remat", "none")), **resnet.resnet_options(model_cfg))
+        return create_backbone(name, stem=m.stem, width_multiplier=m.width_multiplier, dtype=dtype,
+                               conv_batch_chunk=int(m.conv_batch_chunk), remat=str(m.remat),
+                               **resnet.resnet_options(m))
     return create_backbone(name, dtype=dtype)
 
 
