@@ -244,4 +244,25 @@ def test_barlow_scales_the_learning_rate_of_vectors_only():
     params = jax.eval_shape(lambda: setup.method.init(jax.random.key(0))[0])
     shapes = {jax.tree_util.keystr(p): s.ndim for p, s in jax.tree_util.tree_flatten_with_path(params)[0]}
     for path, value in flat:
-        assert float(value) == (0.024 if shapes[jax.tree_util.keystr(path)] <= 1 else 1.0)
+        assert float(value) == pytest.approx(0.024 if shapes[jax.tree_util.keystr(path)] <= 1 else 1.0)
+
+
+def test_online_probe_trains_on_labels_without_touching_the_representation():
+    plain = setup_of("byol_digits")
+    probed = setup_of("byol_digits", byol__online_probe=True)
+    params, ms = jax.jit(probed.method.init)(jax.random.key(0))
+    assert params["online_probe"]["kernel"].shape[-1] == 10
+    batch = probed.feeder(0)
+    assert "label" in batch
+    step = jnp.int32(0)
+
+    def grads(method, p):
+        return jax.jit(jax.grad(lambda q: method.loss(q, ms, batch, step)[0]))(p)
+
+    g_probe = grads(probed.method, params)
+    g_plain = grads(plain.method, {k: v for k, v in params.items() if k != "online_probe"})
+    for a, b in zip(jax.tree.leaves(g_probe["backbone"]), jax.tree.leaves(g_plain["backbone"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    assert float(jnp.abs(g_probe["online_probe"]["kernel"]).max()) > 0
+    _, (_, metrics) = jax.jit(probed.method.loss)(params, ms, batch, step)
+    assert float(metrics["online_probe_loss"]) == pytest.approx(np.log(10), rel=1e-5)  # zero init
