@@ -10,7 +10,7 @@
 # checkout, git-ignored): torch/ and flax/. The peer step scripts themselves are part of the
 # package (jaxssl/benchmarks/peers/); they run with these environments' python.
 # PyTorch comes from its CPU wheel index (no CUDA libraries); where that index cannot be
-# reached, name another source and versions, e.g. a local CPU wheel on the default index:
+# reached, from the default index (CUDA wheels, which also run on a CPU). Another source:
 #   TORCH_INDEX= TORCH_PACKAGES="torch==2.13.0 torchvision==0.28.0" bash scripts/setup_peers.sh torch
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +25,12 @@ if [[ $WHICH == all || $WHICH == torch ]] && ! "$P/torch/bin/python" -c "import 
   "$PY" -m venv "$P/torch"
   "$P/torch/bin/pip" install -q --upgrade pip
   # shellcheck disable=SC2086
-  "$P/torch/bin/pip" install -q $TORCH_PACKAGES ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
+  if ! "$P/torch/bin/pip" install -q $TORCH_PACKAGES ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}; then
+    # the CPU index is unreachable (a mirror-only network): PyPI's wheels (CUDA builds, ~5 GB)
+    # run on the CPU as well
+    echo "setup_peers: $TORCH_INDEX failed; installing $TORCH_PACKAGES from the default index" >&2
+    "$P/torch/bin/pip" install -q $TORCH_PACKAGES
+  fi
   # lightly's own requirements pull in pytorch-lightning; its loss, heads and transforms need none of it
   "$P/torch/bin/pip" install -q --no-deps lightly
   "$P/torch/bin/pip" install -q lightning_utilities "transformers>=4.46,<6" tqdm numpy Pillow
