@@ -10,10 +10,18 @@ Expected:  eval_results.json / the printed table: kNN and linear-probe accuracy 
 
 Recipe: DINO with multi-crop scaled to 8x8 digits: 2 global crops of 16 px (area [0.4, 1])
 and 4 local crops of 8 px (area [0.1, 0.4]), no blur or solarize (digits); the small conv
-backbone, DINO head 256 -> 64 bottleneck -> 1024 prototypes (last layer not normalised,
-frozen in epoch 1), student temperature 0.1, teacher 0.04 -> 0.07 over 30 epochs, center
+backbone, DINO head 256 -> 64 bottleneck -> 1024 prototypes with BN in the head (DINO's
+``use_bn_in_head``, its ResNet option; last layer not normalised, frozen in epoch 1), student temperature 0.1, teacher 0.04 -> 0.07 over 30 epochs, center
 momentum 0.9, teacher momentum 0.99 -> 1; LARS (trust 0.02) LR 0.3 x B/256, weight decay
 1e-6, 150 epochs at batch 256 (solo-learn's CIFAR DINO, shortened: multi-crop costs 2x).
+
+Why BN in the head: at initialisation the small CNN's features of different digits are
+nearly identical, and without BN the head passes that on; centering then removes the one
+common output and the teacher goes uniform. Measured with ``dino.head_use_bn=False``: the
+loss and the teacher entropy sit at ln 1024 = 6.93 from step 200 on and linear_10 is 0.891
+(random init 0.878); the same happens with AdamW (wd 0.04 -> 0.4, clip 3) and at a 6x lower
+LR. With BN in the head the teacher entropy stays below ln K and the features beat random
+init (README, "Methods").
 """
 from jaxssl.methods.dino import dino_config
 
@@ -34,7 +42,7 @@ def get_config(arg=None):
                         checkpoint_every_steps=400))
     c.eval.update(dict(batch_size=512, linear_protocol="lbfgs", embedding_map=False))
     c.augment.crop_scale = (0.4, 1.0)
-    c.dino.update(dict(out_dim=1024, head_hidden_dim=256, head_bottleneck_dim=64,
+    c.dino.update(dict(out_dim=1024, head_hidden_dim=256, head_bottleneck_dim=64, head_use_bn=True,
                        norm_last_layer=False, teacher_temp=0.07, warmup_teacher_temp=0.04,
                        warmup_teacher_temp_epochs=30, local_crops_number=4, local_crop_size=8,
                        local_crop_scale=(0.1, 0.4), freeze_last_layer_epochs=1))

@@ -34,7 +34,7 @@ PINNED = {
     "simsiam_digits": ("configs/simsiam_digits.py", None, {}, [0.015032947, 0.0054291189, -0.0010240078]),
     "barlow_digits": ("configs/barlow_digits.py", None, {}, [23.530727, 23.687370, 24.621408]),
     "vicreg_digits": ("configs/vicreg_digits.py", None, {}, [21.995983, 22.180042, 22.474590]),
-    "dino_digits": ("configs/dino_digits.py", None, {}, [6.0577121, 3.6467702, 3.5351117]),
+    "dino_digits": ("configs/dino_digits.py", None, {}, [6.9276695, 6.8541269, 7.0460219]),
     "bert_pydoc": ("configs/bert_pydoc.py", None, {"data.seq_len": 32,
                                                    "mlm.max_predictions": 5}, [7.5984182, 7.4874167, 7.4939766]),
 }

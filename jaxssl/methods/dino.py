@@ -179,7 +179,7 @@ class DINO(ImageMethod):
                      "teacher": {"params": teacher["params"],
                                  "batch_stats": jax.lax.stop_gradient(t_stats)},
                      "center": new_center}
-        t_probs = jax.nn.softmax((t_out - center) / temp, axis=-1)
+        t_probs = jax.nn.softmax((t_out - center.reshape(1, 1, -1)) / temp, axis=-1)
         entropy = -jnp.mean(jnp.sum(t_probs * jnp.log(t_probs + 1e-12), axis=-1))
         metrics = {"teacher_temp": temp, "momentum": self.teacher.momentum_at(step),
                    "teacher_entropy": entropy}

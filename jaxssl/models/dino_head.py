@@ -69,7 +69,7 @@ class WeightNormDense(nn.Module):
         v = self.param("kernel_v", torch_linear_kernel_init, (x.shape[-1], self.features), jnp.float32)
         w = v / jnp.linalg.norm(v, axis=0, keepdims=True)
         if self.learn_norm:
-            w = w * self.param("kernel_g", nn.initializers.ones, (self.features,), jnp.float32)
+            w = w * self.param("kernel_g", nn.initializers.ones, (self.features,), jnp.float32)[None, :]
         return jnp.dot(x, w, precision="highest")
 
 
