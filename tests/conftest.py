@@ -13,3 +13,14 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # keep TensorFlow off any GPU
 import jax  # noqa: E402  (after the environment is set)
 
 assert jax.device_count() >= 8, f"expected 8 fake CPU devices, got {jax.devices()}"
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def step_transfer_guard(monkeypatch):
+    """``jaxssl.train.run`` feeds and dispatches every step under
+    ``jax.transfer_guard('disallow')``: an implicit host-to-device copy in the loop fails the
+    test (explicit ``jax.device_put`` in the feeders stays allowed). Subprocesses inherit it."""
+    monkeypatch.setenv("JAXSSL_STEP_TRANSFER_GUARD", "disallow")
