@@ -72,16 +72,13 @@ from jaxssl.data import pipeline
 from jaxssl.data import prefetch as prefetch_lib
 from jaxssl.evaluators import build as eval_build
 from jaxssl.train_loop import nonfinite, throughput
+from jaxssl.train_loop.nonfinite import EXIT_NONFINITE, NonFiniteError  # noqa: F401  (public)
 from jaxssl.train_loop.periodic import Every
 from jaxssl.train_loop.step_log import StepLog
+from jaxssl.train_loop.step_read import StepReader
 
 EXIT_ERROR = 1
-EXIT_NONFINITE = 3
 EXIT_PREEMPTED = 75
-
-
-class NonFiniteError(RuntimeError):
-    exit_code = EXIT_NONFINITE
 
 
 class Preempted(SystemExit):
@@ -310,14 +307,7 @@ def step_transfer_guard() -> str:
 
 
 def run(config, workdir: str, allow_config_change: bool = False) -> dict:
-    """Train (or resume) and evaluate; returns the final evaluation results.
-
-    The loop: feed and dispatch step ``t``; then read on the host what is due: the metrics of
-    the previous logged step (one step late, so the device always has the next step queued
-    while the host logs), or at once at a checkpoint step, whose save reads the state anyway.
-    Every read applies the non-finite policy (:mod:`jaxssl.train_loop.nonfinite`) to the step
-    it concerns; then the checkpoint and evaluation actions that are due run.
-    """
+    """Train (or resume) and evaluate; returns the final evaluation results."""
     # A local folder (made absolute) or a URL (gs://...) that every process proved it can
     # write, before any device work.
     workdir = os.fspath(checkpoint_lib.check_workdir(workdir))
@@ -326,30 +316,53 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
         paths.makedirs(workdir)
     _check_workdir_config(workdir, config, allow_config_change)
     setup = Setup(config, validated=True)
-    mesh, method, tx = setup.mesh, setup.method, setup.tx
-    global_batch, total = setup.global_batch, setup.total_steps
-    train_cfg = config.train
+    mesh, global_batch = setup.mesh, setup.global_batch
     run_info.record_start(workdir, config)
     if jax.process_index() == 0:
-        method.save_artifacts(workdir)
+        setup.method.save_artifacts(workdir)
     metrics_lib.log(
         f"jaxssl {config.method}: mesh {dict(mesh.shape)} of {mesh.devices.size} "
         f"{jax.devices()[0].device_kind} devices, {jax.process_count()} process(es), global batch "
         f"{global_batch} ({global_batch // jax.process_count()} per process), "
-        f"{setup.steps_per_epoch} steps/epoch, {total} steps")
+        f"{setup.steps_per_epoch} steps/epoch, {setup.total_steps} steps")
 
+    writer = metrics_lib.MetricWriter(workdir)
+    state = _train(setup, workdir, writer)
+    results = {}
+    if config.eval.enabled:
+        results = setup.evaluate(state, workdir, final=True)
+        writer.write(setup.total_steps, _flatten_results(results))
+        if jax.process_index() == 0:
+            paths.write_text(paths.resolve(workdir) / "eval_results.json",
+                             json.dumps(results, indent=2))
+        metrics_lib.log(results_table(results))
+    writer.close()
+    return results
+
+
+def _train(setup: Setup, workdir: str, writer: metrics_lib.MetricWriter):
+    """The training loop, from the latest checkpoint (or a fresh state) to the final state.
+
+    Feed and dispatch step ``t``; then read on the host what is due: the metrics of the
+    previous logged step (one step late, so the device always has the next step queued while
+    the host logs), or at once at a checkpoint step, whose save reads the state anyway. Every
+    read applies the non-finite policy to the step it concerns (:class:`StepReader`); then the
+    checkpoint and evaluation actions that are due run. Returns the final state, saved.
+    """
+    config, mesh, method, total = setup.config, setup.mesh, setup.method, setup.total_steps
+    train_cfg = config.train
     ckpt = checkpoint_lib.Checkpointer(workdir, train_cfg.max_checkpoints_to_keep)
-    abstract_state = setup.abstract_state
 
     def fresh_state():
-        return state_lib.create(setup.init_fn, tx, mesh)
+        return state_lib.create(setup.init_fn, setup.tx, mesh)
 
-    state = _initial_state(ckpt, abstract_state, fresh_state, train_cfg, method, mesh)
+    state = _initial_state(ckpt, setup.abstract_state, fresh_state, train_cfg, method, mesh)
     train_step = jax.jit(
-        _with_counters(make_train_step(method, tx, setup.lr_fn, int(train_cfg.debug_nan_at_step))),
+        _with_counters(make_train_step(method, setup.tx, setup.lr_fn,
+                                       int(train_cfg.debug_nan_at_step))),
         donate_argnums=0,
-        out_shardings=(state_lib.state_shardings(abstract_state, mesh), sharding_lib.replicated(mesh)))
-    writer = metrics_lib.MetricWriter(workdir)
+        out_shardings=(state_lib.state_shardings(setup.abstract_state, mesh),
+                       sharding_lib.replicated(mesh)))
     monitor_cfg = config.get("monitor") or {}
     collapse = monitor_lib.CollapseMonitor(
         monitor_lib.chance_loss(config, method),
@@ -359,44 +372,17 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     step = int(jax.device_get(state.step))
     meter = throughput.ThroughputMeter(step, method.items_per_step(), method.flops_per_step(),
                                        mesh.devices.size)
-    step_log = StepLog(writer, meter, collapse, method.unit, total)
-    policy = nonfinite.NonFinitePolicy(train_cfg.nonfinite_policy,
-                                       seen=int(jax.device_get(state.nonfinite_steps)))
+    reader = StepReader(
+        StepLog(writer, meter, collapse, method.unit, total),
+        nonfinite.NonFinitePolicy(train_cfg.nonfinite_policy,
+                                  seen=int(jax.device_get(state.nonfinite_steps))),
+        restore=lambda decision: nonfinite.restore_for_rollback(
+            ckpt, setup.abstract_state, fresh_state, train_cfg.restore_fallback, decision, mesh),
+        latest_checkpoint=ckpt.latest_step)
     log_due = Every(int(train_cfg.log_every_steps), total, at_last=True)
     ckpt_due = Every(int(train_cfg.checkpoint_every_steps), total, at_last=True)
     eval_due = Every(int(train_cfg.eval_every_steps) if config.eval.enabled else 0, total)
     guard = step_transfer_guard()
-
-    def read(checked: int, metrics, log_row: bool) -> nonfinite.Decision:
-        """Host-read the metrics of step ``checked``, log them if due, apply the policy."""
-        scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        last_bad = int(scalars.pop("last_nonfinite_step"))
-        bad_total = int(scalars["nonfinite_steps"])
-        if log_row:
-            step_log.write(checked, scalars)
-        decision = policy.check(checked, bad_total, last_bad)
-        if isinstance(decision, nonfinite.Abort):
-            if not log_row:
-                writer.write(checked, {"nonfinite_steps": float(bad_total)})
-            writer.flush()
-            raise NonFiniteError(
-                f"{decision.message}; aborting (train.nonfinite_policy='abort'); the last good "
-                f"checkpoint ({ckpt.latest_step()}) is kept")
-        return decision
-
-    def roll_back(decision: nonfinite.Rollback, checked: int, now: int):
-        """The state and step after a rollback decided at step ``checked`` (``now`` steps done)."""
-        state, restored, label = nonfinite.restore_for_rollback(
-            ckpt, abstract_state, fresh_state, train_cfg.restore_fallback, decision, mesh)
-        metrics_lib.log(
-            f"warning: {decision.message}; rolled back to {label} (step {restored}) and "
-            f"continuing at step {decision.bad_step + 1} (train.nonfinite_policy='rollback': "
-            f"the updates of steps {restored}..{now - 1} are discarded and the batches of "
-            f"steps {restored}..{decision.bad_step} skipped)")
-        writer.write(checked, {"rollback_to_step": float(restored),
-                               "nonfinite_steps": float(decision.bad_total)})
-        meter.restart(decision.bad_step + 1)
-        return state, decision.bad_step + 1
 
     feeder = prefetch_lib.prefetching(setup.feeder, int(config.data.prefetch), end=total)
     pending = None  # (step, metrics) of a logged step, read after the next step is dispatched
@@ -405,25 +391,22 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     try:
         while step < total:
             if watch.should_stop(step):
-                if pending is not None:  # log the last logged step before stopping
-                    checked, pending = pending[0], read(*pending, log_row=True)
-                    if isinstance(pending, nonfinite.Rollback):
-                        state, step = roll_back(pending, checked, step)
-                    pending = None
+                if pending is not None:  # the last logged step, read before stopping
+                    rolled_back = reader.read(*pending, log_row=True, now=step)
+                    state, step = rolled_back or (state, step)
                 _save_preempted(ckpt, step, state, writer)
             with jax.transfer_guard(guard):
                 state, metrics = train_step(state, feeder(step))
             step += 1
             if pending is not None:  # the previous logged step, read while this step runs
-                checked, decision = pending[0], read(*pending, log_row=True)
-                pending = None
-                if isinstance(decision, nonfinite.Rollback):
-                    state, step = roll_back(decision, checked, step)
+                rolled_back, pending = reader.read(*pending, log_row=True, now=step), None
+                if rolled_back:
+                    state, step = rolled_back
                     continue
             if ckpt_due.due(step) or (log_due.due(step) and eval_due.due(step)):
-                decision = read(step, metrics, log_row=log_due.due(step))
-                if isinstance(decision, nonfinite.Rollback):
-                    state, step = roll_back(decision, step, step)
+                rolled_back = reader.read(step, metrics, log_row=log_due.due(step), now=step)
+                if rolled_back:
+                    state, step = rolled_back
                     continue
             elif log_due.due(step):
                 pending = (step, metrics)
@@ -452,17 +435,7 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
             if not failing:
                 raise
             metrics_lib.log(f"error: {e}")
-
-    results = {}
-    if config.eval.enabled:
-        results = setup.evaluate(state, workdir, final=True)
-        writer.write(total, _flatten_results(results))
-        if jax.process_index() == 0:
-            paths.write_text(paths.resolve(workdir) / "eval_results.json",
-                             json.dumps(results, indent=2))
-        metrics_lib.log(results_table(results))
-    writer.close()
-    return results
+    return state
 
 
 def _initial_state(ckpt, abstract_state, fresh_state, train_cfg, method, mesh):

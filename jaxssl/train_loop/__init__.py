@@ -7,6 +7,8 @@
   restore.
 * :mod:`~jaxssl.train_loop.periodic` -- :class:`Every`: "every N steps (and at the last)",
   the one shape of the log, checkpoint and evaluation schedules.
+* :mod:`~jaxssl.train_loop.step_read` -- :class:`StepReader`: the host side of a checked
+  step: read its metrics, log them, carry out the policy's decision.
 * :mod:`~jaxssl.train_loop.step_log` -- :class:`StepLog`: the log action (metrics row,
   progress line, collapse monitor) of a step whose metrics are on the host.
 

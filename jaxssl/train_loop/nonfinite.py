@@ -28,6 +28,12 @@ from jaxssl import metrics as metrics_lib
 from jaxssl import sharding as sharding_lib
 
 POLICIES = ("skip", "abort", "rollback")
+EXIT_NONFINITE = 3  # the process exit code of an abort (jaxssl.main)
+
+
+class NonFiniteError(RuntimeError):
+    """A run aborted on a NaN/Inf loss or gradient (``train.nonfinite_policy='abort'``)."""
+    exit_code = EXIT_NONFINITE
 
 
 @dataclasses.dataclass(frozen=True)
