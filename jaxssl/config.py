@@ -32,6 +32,9 @@ def base_config() -> ml_collections.ConfigDict:
         # True: hold the split on the device; False: read every batch on the host (the
         # ImageNet path); None: in memory exactly when the source holds its images in memory.
         in_memory=ml_collections.FieldReference(None, field_type=bool),
+        # Host-read batches (data.in_memory=False, ImageNet) a background thread prepares
+        # ahead of the running step (jaxssl.data.prefetch); 0 = off.
+        prefetch=2,
         # Per-channel input normalisation (x - mean) / std of the views and of the evaluation
         # images, after augmentation (torchvision's Normalize); () = none, images stay in
         # [0, 1]. Applied by MoCo v3 (jaxssl.methods.moco.normalize_input); MAE has its own

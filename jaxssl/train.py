@@ -17,17 +17,28 @@ device count). docs/reliability.md lists every promise; this module keeps them:
 * **Non-finite loss or gradients** (``train.nonfinite_policy``): the step itself never applies
   such an update (params, optimizer and model state stay as they were; the step counter
   advances past the bad batch; ``nonfinite_steps`` counts it and ``last_nonfinite_step``
-  records it). The trainer reads the counter at every logged step and before every save
-  (reading it every step would stall the asynchronous dispatch) and then applies the policy:
-  ``skip`` logs a warning and goes on; ``abort`` writes the metrics row, flushes, keeps the
-  last good checkpoint (nothing after the bad step is saved) and exits with
-  :data:`EXIT_NONFINITE`; ``rollback`` restores the last checkpoint (or the initial state)
-  and continues at the step after the bad one, i.e. it also discards the updates since that
-  checkpoint and skips their batches (the PaLM recipe for loss spikes). Because the batch is
-  a function of the step, "moving past the bad batch" means setting the step to
-  ``bad_step + 1``: the learning-rate schedule and augmentation keys follow the step too.
-  Replaying a rolled-back run after a kill is still deterministic (the same NaN recurs at the
-  same step and is rolled back the same way).
+  records it). The trainer reads the counters (returned with the step's metrics) at every
+  logged step, one step late, and at every checkpoint step, before the save (reading them
+  every step would stall the asynchronous dispatch), and applies the policy
+  (:mod:`jaxssl.train_loop.nonfinite`): ``skip`` logs a warning and goes on; ``abort``
+  writes the metrics row, flushes, keeps the last good checkpoint (nothing after the bad
+  step is saved) and exits with :data:`EXIT_NONFINITE`; ``rollback`` restores the last
+  checkpoint (or the initial state) and continues at the step after the bad one, i.e. it
+  also discards the updates since that checkpoint and skips their batches (the PaLM recipe
+  for loss spikes). Because the batch is a function of the step, "moving past the bad
+  batch" means setting the step to ``bad_step + 1``: the learning-rate schedule and
+  augmentation keys follow the step too. Replaying a rolled-back run after a kill is still
+  deterministic (the same NaN recurs at the same step and is rolled back the same way).
+* **Metrics one step late** (nanodo): the row of a logged step ``t`` is read on the host
+  after step ``t+1`` is dispatched, so the device always has work queued while the host logs.
+  A checkpoint step is read at once (its save reads the state anyway). The policy's decision
+  still concerns step ``t``: a skipped step was already skipped on the device; an abort
+  raises before anything after ``t`` is saved (step ``t+1`` ran but is never saved); a
+  rollback restores the same checkpoint and continues at the same step, the update of step
+  ``t+1`` being discarded with the others.
+* **Prefetch**: a host-read feeder is wrapped in :class:`jaxssl.data.prefetch.PrefetchingFeeder`
+  (``data.prefetch`` batches ahead), so the next batch is read and decoded while this step
+  runs; batches remain a function of (seed, step).
 * ``checkpoint.Checkpointer`` refuses to save a state with NaN/Inf, verifies every restore, and
   surfaces async save errors at the next save or at exit; the final save is always awaited.
 
@@ -43,7 +54,6 @@ import functools
 import json
 import os
 import signal
-import time
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +62,6 @@ import optax
 
 from jaxssl import checkpoint as checkpoint_lib
 from jaxssl import config as config_lib
-from jaxssl import flops as flops_lib
 from jaxssl import metrics as metrics_lib
 from jaxssl import monitor as monitor_lib
 from jaxssl import optim, paths, rng, run_info
@@ -60,15 +69,16 @@ from jaxssl import sharding as sharding_lib
 from jaxssl import train_state as state_lib
 from jaxssl import methods as methods_lib
 from jaxssl.data import pipeline
+from jaxssl.data import prefetch as prefetch_lib
 from jaxssl.evaluators import build as eval_build
+from jaxssl.train_loop import nonfinite, throughput
+from jaxssl.train_loop.nonfinite import EXIT_NONFINITE, NonFiniteError  # noqa: F401  (public)
+from jaxssl.train_loop.periodic import Every
+from jaxssl.train_loop.step_log import StepLog
+from jaxssl.train_loop.step_read import StepReader
 
 EXIT_ERROR = 1
-EXIT_NONFINITE = 3
 EXIT_PREEMPTED = 75
-
-
-class NonFiniteError(RuntimeError):
-    exit_code = EXIT_NONFINITE
 
 
 class Preempted(SystemExit):
@@ -157,8 +167,9 @@ class Setup:
     The evaluators ``config.eval`` lists are built around the method on first use.
     """
 
-    def __init__(self, config):
-        methods_lib.validate_config(config)
+    def __init__(self, config, *, validated: bool = False):
+        if not validated:  # train.run validates before it creates the workdir
+            methods_lib.validate_config(config)
         self.config = config
         self.mesh = sharding_lib.make_mesh(config.mesh.num_devices or None)
         self.global_batch = int(config.train.batch_size)
@@ -274,8 +285,29 @@ class PreemptionWatch:
             self._old_int_handler = None
 
 
-def _replicated_scalar(value: int, mesh) -> jax.Array:
-    return jax.device_put(np.int32(value), sharding_lib.replicated(mesh))
+def _with_counters(step_fn):
+    """The step, its metrics extended with the state's non-finite counters: the policy reads
+    them from the metrics, which are not donated to the next step as the state is."""
+    def step_with_counters(state, batch):
+        state, metrics = step_fn(state, batch)
+        return state, {**metrics, "nonfinite_steps": state.nonfinite_steps,
+                       "last_nonfinite_step": state.last_nonfinite_step}
+    return step_with_counters
+
+
+STEP_TRANSFER_GUARD_ENV = "JAXSSL_STEP_TRANSFER_GUARD"
+
+
+def step_transfer_guard() -> str:
+    """The ``jax.transfer_guard`` level around feeding and dispatching each step: the value
+    of ``$JAXSSL_STEP_TRANSFER_GUARD`` ('allow' when unset). The tests run with 'disallow', so
+    an implicit host-to-device copy in the loop fails them; explicit ``jax.device_put`` (the
+    feeders) is always allowed."""
+    level = os.environ.get(STEP_TRANSFER_GUARD_ENV, "allow")
+    if level not in ("allow", "log", "disallow", "log_explicit", "disallow_explicit"):
+        raise ValueError(f"${STEP_TRANSFER_GUARD_ENV}={level!r}; use 'allow', 'log' or 'disallow' "
+                         "(jax.transfer_guard levels)")
+    return level
 
 
 def run(config, workdir: str, allow_config_change: bool = False) -> dict:
@@ -287,131 +319,106 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     if jax.process_index() == 0:
         paths.makedirs(workdir)
     _check_workdir_config(workdir, config, allow_config_change)
-    setup = Setup(config)
-    mesh, method, feeder, tx = setup.mesh, setup.method, setup.feeder, setup.tx
-    global_batch, total, lr_fn = setup.global_batch, setup.total_steps, setup.lr_fn
-    tcfg = config.train
+    setup = Setup(config, validated=True)
+    mesh, global_batch = setup.mesh, setup.global_batch
     run_info.record_start(workdir, config)
     if jax.process_index() == 0:
-        method.save_artifacts(workdir)
+        setup.method.save_artifacts(workdir)
     metrics_lib.log(
         f"jaxssl {config.method}: mesh {dict(mesh.shape)} of {mesh.devices.size} "
         f"{jax.devices()[0].device_kind} devices, {jax.process_count()} process(es), global batch "
         f"{global_batch} ({global_batch // jax.process_count()} per process), "
-        f"{setup.steps_per_epoch} steps/epoch, {total} steps")
+        f"{setup.steps_per_epoch} steps/epoch, {setup.total_steps} steps")
 
-    ckpt = checkpoint_lib.Checkpointer(workdir, tcfg.max_checkpoints_to_keep)
-    abstract_state = setup.abstract_state
+    writer = metrics_lib.MetricWriter(workdir)
+    state = _train(setup, workdir, writer)
+    results = {}
+    if config.eval.enabled:
+        results = setup.evaluate(state, workdir, final=True)
+        writer.write(setup.total_steps, _flatten_results(results))
+        if jax.process_index() == 0:
+            paths.write_text(paths.resolve(workdir) / "eval_results.json",
+                             json.dumps(results, indent=2))
+        metrics_lib.log(results_table(results))
+    writer.close()
+    return results
+
+
+def _train(setup: Setup, workdir: str, writer: metrics_lib.MetricWriter):
+    """The training loop, from the latest checkpoint (or a fresh state) to the final state.
+
+    Feed and dispatch step ``t``; then read on the host what is due: the metrics of the
+    previous logged step (one step late, so the device always has the next step queued while
+    the host logs), or at once at a checkpoint step, whose save reads the state anyway. Every
+    read applies the non-finite policy to the step it concerns (:class:`StepReader`); then the
+    checkpoint and evaluation actions that are due run. Returns the final state, saved.
+    """
+    config, mesh, method, total = setup.config, setup.mesh, setup.method, setup.total_steps
+    train_cfg = config.train
+    ckpt = checkpoint_lib.Checkpointer(workdir, train_cfg.max_checkpoints_to_keep)
 
     def fresh_state():
-        return state_lib.create(setup.init_fn, tx, mesh)
+        return state_lib.create(setup.init_fn, setup.tx, mesh)
 
-    if ckpt.latest_step() is not None:
-        restored_step, state = ckpt.restore_latest(abstract_state, fallback=tcfg.restore_fallback)
-        if state is None:  # every checkpoint was damaged and moved away (restore_fallback)
-            metrics_lib.log("restore_fallback: no usable checkpoint left; starting from scratch")
-            state = fresh_state()
-        else:
-            metrics_lib.log(f"resuming from {ckpt.step_path(restored_step)}")
-    else:
-        state = fresh_state()
-        if tcfg.init_from:
-            if hasattr(method, "init_from"):  # e.g. a classifier: the pretrained backbone only
-                state, loaded = method.init_from(tcfg.init_from, state, mesh)
-                metrics_lib.log(f"init_from {tcfg.init_from}: loaded {', '.join(loaded)}")
-            else:
-                state, loaded, initialised = checkpoint_lib.init_from(tcfg.init_from, state, mesh)
-                metrics_lib.log(
-                    f"init_from {tcfg.init_from}: loaded {len(loaded)} leaves "
-                    f"({', '.join(loaded)}); newly initialised {len(initialised)} leaves "
-                    f"({', '.join(initialised) or 'none'})")
-
-    shardings = state_lib.state_shardings(abstract_state, mesh)
-    train_step = jax.jit(make_train_step(method, tx, lr_fn, int(tcfg.debug_nan_at_step)),
-                         donate_argnums=0,
-                         out_shardings=(shardings, sharding_lib.replicated(mesh)))
-    writer = metrics_lib.MetricWriter(workdir)
-    mon = config.get("monitor") or {}
+    state = _initial_state(ckpt, setup.abstract_state, fresh_state, train_cfg, method, mesh)
+    train_step = jax.jit(
+        _with_counters(make_train_step(method, setup.tx, setup.lr_fn,
+                                       int(train_cfg.debug_nan_at_step))),
+        donate_argnums=0,
+        out_shardings=(state_lib.state_shardings(setup.abstract_state, mesh),
+                       sharding_lib.replicated(mesh)))
+    monitor_cfg = config.monitor
     collapse = monitor_lib.CollapseMonitor(
-        monitor_lib.chance_loss(config, method), rel_tol=mon.get("collapse_loss_rel_tol", 0.01),
-        patience=mon.get("collapse_patience", 3), std_floor=mon.get("collapse_std_floor", 0.05))
-    flops_per_step = method.flops_per_step()
-    log_every, ckpt_every = int(tcfg.log_every_steps), int(tcfg.checkpoint_every_steps)
-    eval_every = int(tcfg.eval_every_steps)
-    nonfinite_seen = int(state.nonfinite_steps)
-    step = int(state.step)
-    t_last, step_last = time.perf_counter(), step
-    timed_since, timed_steps, timed_time = None, 0, 0.0
+        monitor_lib.chance_loss(config, method),
+        rel_tol=monitor_cfg.collapse_loss_rel_tol, patience=monitor_cfg.collapse_patience,
+        std_floor=monitor_cfg.collapse_std_floor)
+    step = int(jax.device_get(state.step))
+    meter = throughput.ThroughputMeter(step, method.items_per_step(), method.flops_per_step(),
+                                       mesh.devices.size)
+    reader = StepReader(
+        StepLog(writer, meter, collapse, method.unit, total),
+        nonfinite.NonFinitePolicy(train_cfg.nonfinite_policy,
+                                  seen=int(jax.device_get(state.nonfinite_steps))),
+        restore=lambda decision: nonfinite.restore_for_rollback(
+            ckpt, setup.abstract_state, fresh_state, train_cfg.restore_fallback, decision, mesh),
+        latest_checkpoint=ckpt.latest_step)
+    log_due = Every(int(train_cfg.log_every_steps), total, at_last=True)
+    ckpt_due = Every(int(train_cfg.checkpoint_every_steps), total, at_last=True)
+    eval_due = Every(int(train_cfg.eval_every_steps) if config.eval.enabled else 0, total)
+    guard = step_transfer_guard()
 
+    feeder = prefetch_lib.prefetching(setup.feeder, int(config.data.prefetch), end=total)
+    pending = None  # (step, metrics) of a logged step, read after the next step is dispatched
     watch = PreemptionWatch()
     failing = False
     try:
         while step < total:
             if watch.should_stop(step):
+                if pending is not None:  # the last logged step, read before stopping
+                    rolled_back = reader.read(*pending, log_row=True, now=step)
+                    state, step = rolled_back or (state, step)
                 _save_preempted(ckpt, step, state, writer)
-            state, metrics = train_step(state, feeder(step))
-            done = step + 1
-            step = done
-            is_log = done % log_every == 0 or done == total
-            is_ckpt = done % ckpt_every == 0 or done == total
-            scalars = None
-            if is_log:
-                scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                now = time.perf_counter()
-                dt, ds = now - t_last, done - step_last
-                if timed_since is None:  # the first interval includes compilation
-                    timed_since = done
-                else:
-                    timed_steps += ds
-                    timed_time += dt
-                rate = (timed_steps / timed_time) if timed_time > 0 else ds / max(dt, 1e-9)
-                items_s = rate * method.items_per_step()
-                mfu = flops_lib.mfu(flops_per_step, rate, num_devices=mesh.devices.size)
-                scalars["nonfinite_steps"] = float(int(state.nonfinite_steps))
-                writer.write(done, {**scalars, f"{method.unit}_per_s": items_s,
-                                    **({"mfu": mfu} if mfu is not None else {})})
-                shown = {k: scalars[k] for k in ("loss", "lr") if k in scalars}
-                metrics_lib.log(metrics_lib.progress_line(
-                    done, total, shown, items_s, method.unit, (total - done) / max(rate, 1e-9), mfu))
-                for line in collapse.update(done, scalars):
-                    metrics_lib.log(line)
-                t_last, step_last = now, done
-            if is_log or is_ckpt:
-                bad_total = int(state.nonfinite_steps)
-                if bad_total > nonfinite_seen:
-                    bad_step = int(state.last_nonfinite_step)
-                    msg = (f"non-finite loss or gradient at step {bad_step} "
-                           f"({bad_total} such steps so far; checked at step {done})")
-                    policy = tcfg.nonfinite_policy
-                    if policy == "abort":
-                        if scalars is None:
-                            writer.write(done, {"nonfinite_steps": float(bad_total)})
-                        writer.flush()
-                        raise NonFiniteError(
-                            f"{msg}; aborting (train.nonfinite_policy='abort'); the last good "
-                            f"checkpoint ({ckpt.latest_step()}) is kept")
-                    if policy == "rollback":
-                        state, restored, label = _rollback(ckpt, abstract_state, fresh_state,
-                                                           tcfg, bad_step, bad_total, mesh)
-                        metrics_lib.log(
-                            f"warning: {msg}; rolled back to {label} (step {restored}) and "
-                            f"continuing at step {bad_step + 1} (train.nonfinite_policy="
-                            f"'rollback': the updates of steps {restored}..{done - 1} are "
-                            f"discarded and the batches of steps {restored}..{bad_step} skipped)")
-                        writer.write(done, {"rollback_to_step": float(restored),
-                                            "nonfinite_steps": float(bad_total)})
-                        nonfinite_seen = bad_total
-                        step = bad_step + 1
-                        t_last, step_last = time.perf_counter(), step
-                        continue
-                    metrics_lib.log(f"warning: {msg}; update skipped (train.nonfinite_policy='skip')")
-                    nonfinite_seen = bad_total
-            if is_ckpt and done != total:
-                ckpt.save(done, state)
-            if eval_every and done % eval_every == 0 and done != total and config.eval.enabled:
-                res = setup.evaluate(state, workdir, final=False)
-                writer.write(done, _flatten_results(res))
-                metrics_lib.log(f"eval at step {done}: {json.dumps(res)}")
+            with jax.transfer_guard(guard):
+                state, metrics = train_step(state, feeder(step))
+            step += 1
+            if pending is not None:  # the previous logged step, read while this step runs
+                rolled_back, pending = reader.read(*pending, log_row=True, now=step), None
+                if rolled_back:
+                    state, step = rolled_back
+                    continue
+            if ckpt_due.due(step) or (log_due.due(step) and eval_due.due(step)):
+                rolled_back = reader.read(step, metrics, log_row=log_due.due(step), now=step)
+                if rolled_back:
+                    state, step = rolled_back
+                    continue
+            elif log_due.due(step):
+                pending = (step, metrics)
+            if ckpt_due.due(step) and step != total:
+                ckpt.save(step, state)
+            if eval_due.due(step):
+                results = setup.evaluate(state, workdir, final=False)
+                writer.write(step, _flatten_results(results))
+                metrics_lib.log(f"eval at step {step}: {json.dumps(results)}")
         if total not in ckpt.all_steps():
             ckpt.save(total, state, force=True)
         ckpt.wait()
@@ -421,6 +428,8 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
         failing = True
         raise
     finally:
+        if feeder is not setup.feeder:
+            feeder.close()
         watch.close()
         writer.flush()
         try:
@@ -429,17 +438,33 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
             if not failing:
                 raise
             metrics_lib.log(f"error: {e}")
+    return state
 
-    results = {}
-    if config.eval.enabled:
-        results = setup.evaluate(state, workdir, final=True)
-        writer.write(total, _flatten_results(results))
-        if jax.process_index() == 0:
-            paths.write_text(paths.resolve(workdir) / "eval_results.json",
-                             json.dumps(results, indent=2))
-        metrics_lib.log(results_table(results))
-    writer.close()
-    return results
+
+def _initial_state(ckpt, abstract_state, fresh_state, train_cfg, method, mesh):
+    """The latest checkpoint's state, or a fresh one (optionally ``train.init_from`` another
+    run's weights)."""
+    if ckpt.latest_step() is not None:
+        restored_step, state = ckpt.restore_latest(abstract_state,
+                                                   fallback=train_cfg.restore_fallback)
+        if state is not None:
+            metrics_lib.log(f"resuming from {ckpt.step_path(restored_step)}")
+            return state
+        # every checkpoint was damaged and moved away (restore_fallback)
+        metrics_lib.log("restore_fallback: no usable checkpoint left; starting from scratch")
+        return fresh_state()
+    state = fresh_state()
+    if train_cfg.init_from:
+        if hasattr(method, "init_from"):  # e.g. a classifier: the pretrained backbone only
+            state, loaded = method.init_from(train_cfg.init_from, state, mesh)
+            metrics_lib.log(f"init_from {train_cfg.init_from}: loaded {', '.join(loaded)}")
+        else:
+            state, loaded, initialised = checkpoint_lib.init_from(train_cfg.init_from, state, mesh)
+            metrics_lib.log(
+                f"init_from {train_cfg.init_from}: loaded {len(loaded)} leaves "
+                f"({', '.join(loaded)}); newly initialised {len(initialised)} leaves "
+                f"({', '.join(initialised) or 'none'})")
+    return state
 
 
 def _save_preempted(ckpt, step: int, state, writer) -> None:
@@ -455,21 +480,6 @@ def _save_preempted(ckpt, step: int, state, writer) -> None:
     metrics_lib.log(f"{name}: checkpoint {ckpt.step_path(step)} written; rerun the same "
                     "command to resume")
     raise Interrupted() if interrupted else Preempted()
-
-
-def _rollback(ckpt, abstract_state, fresh_state, tcfg, bad_step: int, bad_total: int, mesh):
-    """``(state, restored_step, label)``: the last checkpoint (or the initial state, step 0)
-    with the step set past ``bad_step`` and the non-finite counters carried over."""
-    ckpt.wait()
-    restored_step, state = ckpt.restore_latest(abstract_state, fallback=tcfg.restore_fallback)
-    if state is None:
-        state, restored_step, label = fresh_state(), 0, "the initial state"
-    else:
-        label = ckpt.step_path(restored_step)
-    state = state.replace(step=_replicated_scalar(bad_step + 1, mesh),
-                          nonfinite_steps=_replicated_scalar(bad_total, mesh),
-                          last_nonfinite_step=_replicated_scalar(bad_step, mesh))
-    return state, restored_step, label
 
 
 def _flatten_results(results: dict) -> dict:

@@ -26,3 +26,11 @@ def preset():
     """:func:`jaxssl.config.load_preset`: ``preset('simclr_digits', arg, train__num_steps=3)``."""
     from jaxssl.config import load_preset
     return load_preset
+
+
+@pytest.fixture
+def step_transfer_guard(monkeypatch):
+    """``jaxssl.train.run`` feeds and dispatches every step under
+    ``jax.transfer_guard('disallow')``: an implicit host-to-device copy in the loop fails the
+    test (explicit ``jax.device_put`` in the feeders stays allowed). Subprocesses inherit it."""
+    monkeypatch.setenv("JAXSSL_STEP_TRANSFER_GUARD", "disallow")

@@ -49,7 +49,8 @@ def three_losses(path: str, arg, overrides: dict) -> list[float]:
     step_fn = jax.jit(train.make_train_step(setup.method, setup.tx, setup.lr_fn))
     out = []
     for step in range(3):
-        state, metrics = step_fn(state, setup.feeder(step))
+        with jax.transfer_guard("disallow"):  # no implicit host-to-device copy in a step
+            state, metrics = step_fn(state, setup.feeder(step))
         out.append(float(metrics["loss"]))
     return out
 

@@ -21,6 +21,9 @@ from jaxssl import train_state as state_lib
 
 BAD = 5  # the injected step (0-based: the 6th optimizer step)
 
+# train.run feeds and dispatches each step under jax.transfer_guard('disallow') (conftest.py).
+pytestmark = pytest.mark.usefixtures("step_transfer_guard")
+
 
 @pytest.fixture(autouse=True)
 def _tiny_method(monkeypatch):

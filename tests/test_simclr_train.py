@@ -13,6 +13,9 @@ from jaxssl import checkpoint, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# train.run feeds and dispatches each step under jax.transfer_guard('disallow') (conftest.py).
+pytestmark = pytest.mark.usefixtures("step_transfer_guard")
+
 
 def load_config(name: str, arg: str | None = None, **overrides):
     spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))

@@ -13,7 +13,8 @@ process loads only its own rows of it). Two readers, one contract:
 
 Training feeders (:class:`DeviceFeeder`, :class:`HostFeeder`) are ``feeder(step) -> batch``:
 the step's indices come from :func:`jaxssl.data.batching.batch_indices`, a pure function of
-(seed, step), so resume needs no iterator state. Evaluation reads a split in order with
+(seed, step), so resume needs no iterator state. The trainer prepares the next host-read
+batches in a background thread (:mod:`jaxssl.data.prefetch`, ``data.prefetch``). Evaluation reads a split in order with
 :func:`jaxssl.data.batching.eval_batches` through the same readers (padding rows masked).
 """
 from __future__ import annotations
@@ -96,7 +97,12 @@ class _StepFeeder:
 
 
 class DeviceFeeder(_StepFeeder):
-    """Training batches gathered on the device from arrays held there (:class:`DeviceReader`)."""
+    """Training batches gathered on the device from arrays held there (:class:`DeviceReader`).
+
+    A call only dispatches a gather to the device (``reads_on_host = False``): the trainer
+    does not prefetch it (:func:`jaxssl.data.prefetch.prefetching`)."""
+
+    reads_on_host = False
 
     def __init__(self, arrays: Mapping[str, np.ndarray], global_batch: int, seed: int, mesh):
         self._setup(DeviceReader(arrays, mesh), global_batch, seed, mesh)
@@ -106,7 +112,12 @@ class DeviceFeeder(_StepFeeder):
 
 
 class HostFeeder(_StepFeeder):
-    """Training batches read on the host by ``source.get`` (:class:`HostReader`)."""
+    """Training batches read on the host by ``source.get`` (:class:`HostReader`).
+
+    A call reads, decodes and crops on the host, then copies to the devices
+    (``reads_on_host = True``): the trainer prefetches it (``data.prefetch``)."""
+
+    reads_on_host = True
 
     def __init__(self, source, global_batch: int, seed: int, mesh,
                  keys: Sequence[str] = ("image",)):
