@@ -266,3 +266,25 @@ def test_online_probe_trains_on_labels_without_touching_the_representation():
     assert float(jnp.abs(g_probe["online_probe"]["kernel"]).max()) > 0
     _, (_, metrics) = jax.jit(probed.method.loss)(params, ms, batch, step)
     assert float(metrics["online_probe_loss"]) == pytest.approx(np.log(10), rel=1e-5)  # zero init
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["byol_digits", "dino_digits"])
+def test_linear_eval_loads_the_pretrained_backbone_of_the_new_methods(name, tmp_path):
+    from jaxssl.checkpoint import load_tree
+    from jaxssl.methods.classifier import classifier_config
+    pre = load_preset(name, **dict(TINY, train__num_steps=2, train__checkpoint_every_steps=2))
+    train.run(pre, str(tmp_path / "pre"))
+    c = classifier_config(load_preset(name), "linear_eval")
+    with c.unlocked():
+        c.train.update(dict(init_from=str(tmp_path / "pre"), batch_size=16, num_steps=2,
+                            num_epochs=0.0))
+        c.optim.update(dict(warmup_epochs=0.0, warmup_fraction=0.0))
+        c.mesh.num_devices = 1
+        c.eval.enabled = False
+    train.run(c.lock(), str(tmp_path / "lin"))
+    stored, _ = load_tree(str(tmp_path / "pre"))
+    probe, _ = load_tree(str(tmp_path / "lin"))
+    for a, b in zip(jax.tree.leaves(stored["params"]["backbone"]),
+                    jax.tree.leaves(probe["params"]["backbone"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # frozen, loaded

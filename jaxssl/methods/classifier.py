@@ -58,6 +58,11 @@ BACKBONE_PATHS = {
     "moco_v2": (("backbone",), ("backbone",), ("projector",)),
     "moco_v3": (("encoder", "backbone"), ("encoder", "backbone"), ("encoder", "projector")),
     "mae": (("encoder",), ("encoder",), None),
+    "byol": (("backbone",), ("backbone",), ("projector",)),
+    "simsiam": (("backbone",), ("backbone",), ("projector",)),
+    "barlow": (("backbone",), ("backbone",), ("projector",)),
+    "vicreg": (("backbone",), ("backbone",), ("projector",)),
+    "dino": (("backbone",), ("backbone",), None),
     "": ((), (), None),  # no pretraining: a supervised run from scratch
 }
 HEADS = ("linear", "bn_linear")
@@ -298,7 +303,7 @@ class _Classifier(ImageMethod):
 
     # ----- model ------------------------------------------------------------------------
     def normalize(self, images):
-        return (images - self.mean) / self.std
+        return (images - self.mean.reshape(1, 1, 1, -1)) / self.std.reshape(1, 1, 1, -1)
 
     def init(self, key):
         variables = self.model.init(key, self.dummy_input(), train=False)
