@@ -23,8 +23,11 @@ from jaxssl.data.sources import UNLABELLED, default_splits, load_image_source
 
 def data_cfg(**overrides) -> ml_collections.ConfigDict:
     """The ``config.data`` fields jaxssl.config.base_config defines."""
-    cfg = dict(name="digits", data_dir=None, image_size=16, pretrain_split=None, train_split=None,
-               test_split=None, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3))
+    from jaxssl.config import base_config
+    cfg = base_config().data.to_dict()
+    cfg.update(dict(name="digits", data_dir=None, image_size=16, pretrain_split=None,
+                    train_split=None, test_split=None, crop_scale=(0.08, 1.0),
+                    crop_ratio=(3 / 4, 4 / 3)))
     cfg.update(overrides)
     return ml_collections.ConfigDict(cfg)
 

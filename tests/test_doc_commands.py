@@ -48,7 +48,7 @@ EXCLUDED = {
     r"export\.py --config=configs/mae_vit_base_imagenet\.py": "needs an ImageNet MAE run",
     r"export\.py --config=configs/bert_pydoc\.py": "needs safetensors, not installed by the test "
                                                    "extra (tests/test_export.py checks the conversion)",
-    r"\.\./shared/peers/setup\.sh": "builds the PyTorch peers' environments outside this checkout (~7 GB)",
+    r"scripts/setup_peers\.sh": "builds the PyTorch and Flax peers' environments (~3-6 GB download)",
     r"scripts/benchmark\.py": "minutes to hours; tests/test_benchmark_script.py runs its plumbing",
     r"--config\.init_from=": "starts from a pretraining run the docs make first (minutes); "
                              "tests/test_classifier.py and tests/test_text_classifier.py run "
