@@ -67,7 +67,7 @@ def test_extract_features_matches_one_shot_on_any_device_count(num_devices):
     @jax.jit
     def embed(batch):
         x = batch.astype(jnp.float32).reshape(batch.shape[0], -1) / 255.0
-        return jnp.tanh(x @ proj) + jnp.arange(5.0)
+        return jnp.tanh(x @ proj) + jnp.arange(5.0)[None, :]
 
     out = features_lib.extract_features(embed, images, batch_size=8, mesh=mesh)
     expected = np.asarray(embed(jnp.asarray(images)))

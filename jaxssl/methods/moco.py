@@ -428,7 +428,9 @@ def normalize_input(images, data_cfg):
     mean, std = tuple(data_cfg.normalize_mean), tuple(data_cfg.normalize_std)
     if not mean:
         return images
-    return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+    shape = (1,) * (images.ndim - 1) + (-1,)
+    return ((images - jnp.asarray(mean, jnp.float32).reshape(shape))
+            / jnp.asarray(std, jnp.float32).reshape(shape))
 
 
 def _validate_normalization(config) -> None:
