@@ -319,7 +319,7 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     if jax.process_index() == 0:
         paths.makedirs(workdir)
     _check_workdir_config(workdir, config, allow_config_change)
-    setup = Setup(config, validated=True)
+    setup = Setup(config)  # validates again (cheap): Setup is also built on its own
     mesh, global_batch = setup.mesh, setup.global_batch
     run_info.record_start(workdir, config)
     if jax.process_index() == 0:
