@@ -224,7 +224,7 @@ def test_layout_rejects_short_rows(tok):
 
 # ---------------------------------------------------------------------- embedded pydoc task
 def cfg(**kw):
-    fields = dict(name=tc.PYDOC_TASK, seq_len=128, data_dir="")
+    fields = dict(tc.data_defaults(), name=tc.PYDOC_TASK, seq_len=128, data_dir="")
     fields.update(kw)
     return ml_collections.ConfigDict(fields)
 

@@ -50,7 +50,8 @@ def text_classifier_config(pretrain_config) -> ml_collections.ConfigDict:
         del c["mlm"]
     seq_len = int(c.data.seq_len)
     c.data = ml_collections.ConfigDict(dict(tc.data_defaults(), seq_len=seq_len,
-                                            lowercase=bool(pretrain_config.data.lowercase)))
+                                            lowercase=bool(pretrain_config.data.lowercase),
+                                            prefetch=int(pretrain_config.data.prefetch)))
     c.data.vocab_file = ""
     init_from = ml_collections.FieldReference(None, field_type=str)
     c.init_from = init_from
