@@ -2,13 +2,21 @@
 
 Sharding tests build meshes over the first 1, 2, 4 or 8 of these devices.
 """
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # keep TensorFlow off any GPU
+# Trained WordPiece vocabularies go to a cache of this test session, not ~/.cache/jaxssl: no
+# result may depend on what an earlier run left on the machine.
+if "JAXSSL_CACHE_DIR" not in os.environ:
+    os.environ["JAXSSL_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxssl_test_cache_")
+    atexit.register(shutil.rmtree, os.environ["JAXSSL_CACHE_DIR"], ignore_errors=True)
 
 import jax  # noqa: E402  (after the environment is set)
 
