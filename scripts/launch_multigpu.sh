@@ -24,8 +24,10 @@
 # Ctrl-C in local mode: each process saves its current step and exits; the script exits 130
 # (rerun the same command to resume). A second Ctrl-C kills them at once.
 #
-# Every other argument goes to `python -m jaxssl.main` unchanged ($PYTHON, default: python,
-# else python3).
+# Every other argument goes to `python -m jaxssl.main` unchanged. The python is the one jaxssl
+# is installed in: $PYTHON if set, else the active virtual/conda environment's, else this
+# checkout's .venv (what scripts/quickstart.sh and scripts/test.sh create), else python, else
+# python3; one that lacks jaxssl's dependencies stops the script with a one-line error.
 # The global batch (train.batch_size) is split over all processes; the trainer logs the mesh,
 # the process count and the per-process batch at start. The workdir must be on a filesystem
 # all processes share (NFS, GCS via gs://...).
@@ -46,9 +48,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -z "${PYTHON:-}" ]]; then
-  if command -v python > /dev/null; then PYTHON=python; else PYTHON=python3; fi
-fi
 LOCAL=0
 CPU=0
 CPU_DEVICES=1
@@ -67,6 +66,20 @@ while [[ $# -gt 0 ]]; do
     *) ARGS+=("$1"); shift ;;
   esac
 done
+
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -n "${VIRTUAL_ENV:-}" && -x "$VIRTUAL_ENV/bin/python" ]]; then PYTHON=$VIRTUAL_ENV/bin/python
+  elif [[ -n "${CONDA_PREFIX:-}" && -x "$CONDA_PREFIX/bin/python" ]]; then PYTHON=$CONDA_PREFIX/bin/python
+  elif [[ -x .venv/bin/python ]]; then PYTHON=$PWD/.venv/bin/python
+  elif command -v python > /dev/null; then PYTHON=python
+  else PYTHON=python3
+  fi
+fi
+if ! "$PYTHON" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("absl", "jax", "flax", "ml_collections")))' 2> /dev/null; then
+  echo "error: $PYTHON lacks jaxssl's dependencies (absl, jax, flax, ml_collections); run" \
+       "bash scripts/quickstart.sh (it creates .venv here) or set PYTHON=/path/to/the/python jaxssl is installed in" >&2
+  exit 2
+fi
 
 if ! [[ "$LOCAL" =~ ^[0-9]+$ ]]; then
   echo "error: --local $LOCAL must be a number of processes" >&2; exit 2

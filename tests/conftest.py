@@ -2,13 +2,29 @@
 
 Sharding tests build meshes over the first 1, 2, 4 or 8 of these devices.
 """
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # keep TensorFlow off any GPU
+# One folder per test session (made by the first process to import this file, so pytest-xdist's
+# workers and every subprocess of a test share it; removed at exit):
+# * the trained WordPiece vocabularies (JAXSSL_CACHE_DIR), not ~/.cache/jaxssl: no result may
+#   depend on what an earlier run left on the machine;
+# * JAX's persistent compilation cache: many tests compile the same step (the same tiny preset
+#   trained by several tests and files, a run and its resume, a subprocess of jaxssl.main), and
+#   a compile of over half a second is then read back instead of compiled again.
+if "JAXSSL_TEST_SESSION_DIR" not in os.environ:
+    os.environ["JAXSSL_TEST_SESSION_DIR"] = tempfile.mkdtemp(prefix="jaxssl_test_session_")
+    atexit.register(shutil.rmtree, os.environ["JAXSSL_TEST_SESSION_DIR"], ignore_errors=True)
+os.environ.setdefault("JAXSSL_CACHE_DIR", os.path.join(os.environ["JAXSSL_TEST_SESSION_DIR"], "jaxssl"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ["JAXSSL_TEST_SESSION_DIR"], "xla"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import jax  # noqa: E402  (after the environment is set)
 
@@ -19,6 +35,16 @@ import pytest  # noqa: E402
 # Library code broadcasts explicitly ([:, None], jnp.broadcast_to): an implicit rank promotion
 # is a shape bug waiting to happen, so the tests refuse it.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """After each test file: drop JAX's in-memory caches of compiled programs and traced
+    functions (a pytest-xdist worker runs many files, and without this held every file's
+    programs to the end: GBs per worker). A later file that compiles the same program again
+    reads it from the session's persistent compilation cache."""
+    yield
+    jax.clear_caches()
 
 
 @pytest.fixture

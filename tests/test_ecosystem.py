@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -274,6 +275,36 @@ def test_launch_multigpu_derives_ids_from_slurm(tmp_path):
     proc = subprocess.run(["bash", script, "--config=c.py"], capture_output=True, text=True,
                           env=env, timeout=60)
     assert proc.returncode == 2 and "JAX_PROCESS_ID is not set" in proc.stderr
+
+
+@pytest.mark.parametrize("where", ["VIRTUAL_ENV", ".venv", "lacking"])
+def test_launch_multigpu_runs_the_python_jaxssl_is_installed_in(tmp_path, where):
+    """Without $PYTHON: the active environment's python, else the checkout's .venv (a fresh
+    clone's test.sh / quickstart.sh create it and do not activate it); a python without
+    jaxssl's dependencies stops the launcher with one line."""
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(os.path.join(REPO, "scripts", "launch_multigpu.sh"), checkout / "scripts")
+    env_dir = tmp_path / "env" if where == "VIRTUAL_ENV" else checkout / ".venv"
+    (env_dir / "bin").mkdir(parents=True)
+    fake = env_dir / "bin" / "python"
+    probe = "exit 1" if where == "lacking" else "exit 0"  # the launcher's dependency probe
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = -c ]; then {probe}; fi\necho "{where} $*"\n')
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHON", "VIRTUAL_ENV", "CONDA_PREFIX") and not k.startswith("SLURM_")}
+    env.update(JAX_COORDINATOR_ADDRESS="h:1", JAX_NUM_PROCESSES="1", JAX_PROCESS_ID="0",
+               PATH="/usr/bin:/bin")
+    if where == "VIRTUAL_ENV":
+        env["VIRTUAL_ENV"] = str(env_dir)
+    proc = subprocess.run(["bash", str(checkout / "scripts" / "launch_multigpu.sh"), "--config=c.py"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    if where == "lacking":
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.count("\n") == 1 and f"error: {fake} lacks jaxssl's dependencies" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == f"{where} -m jaxssl.main --distributed --config=c.py"
 
 
 @pytest.mark.slow

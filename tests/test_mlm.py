@@ -69,8 +69,8 @@ def test_vocabulary_is_trained_on_the_train_split_only_and_cached(cache_dir, mon
     assert data.tokenizer.vocab_size <= 257
     assert [data.tokenizer.id_to_token(i) for i in range(5)] == list(SPECIAL_TOKENS)
 
-    # A second corpus load with another row length reuses the cached vocabulary (WordPiece
-    # training is not deterministic, so a retrained one would change the token ids).
+    # A second corpus load with another row length reuses the cached vocabulary (no second
+    # training: a resume or an evaluation reads what the run used).
     cfg.seq_len = 64
     again = text_source.load_text_data(cfg, seed=0)
     assert len(seen) == 1 and again.vocab_path == data.vocab_path

@@ -56,6 +56,79 @@ def test_continuation_pieces_and_word_boundaries(tok):
     assert tok.encode("Déjà VU") == tok.encode("deja vu")
 
 
+def _hf_wordpiece_vocab(texts, vocab_size):
+    """Hugging Face's own WordPieceTrainer on BERT's pipeline: the tokens in id order."""
+    from tokenizers import models, trainers
+    from jaxssl.data.tokenizer import _bert_pipeline
+    hf = _bert_pipeline(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"), True)
+    hf.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIALS, continuing_subword_prefix="##",
+        show_progress=False))
+    return [t for t, _ in sorted(hf.get_vocab().items(), key=lambda kv: kv[1])]
+
+
+def test_trainer_matches_hugging_face_where_it_has_no_ties():
+    # Hugging Face's course example (hug/pug/pun/bun/hugs): no two candidate merges are equally
+    # frequent, so its trainer's tokens are fixed; only the ids of its '##' pieces vary from run
+    # to run (hash-map order). train_wordpiece numbers them by code point.
+    text = ["hug " * 10 + "pug " * 5 + "pun " * 12 + "bun " * 4 + "hugs " * 5]
+    ours = train_wordpiece(text, vocab_size=40)
+    got = [ours.id_to_token(i) for i in range(ours.vocab_size)]
+    assert got == SPECIALS + list("bghnpsu") + ["##g", "##n", "##s", "##u", "##ug", "##un",
+                                                "hug", "pun", "pug", "hugs", "bun"]
+    for _ in range(3):
+        hf = _hf_wordpiece_vocab(text, 40)
+        assert hf[:12] + sorted(hf[12:16]) + hf[16:] == got
+
+
+def _brute_force_wordpiece(words: dict, vocab_size: int) -> list:
+    """The trainer's algorithm re-done without bookkeeping: every step recounts every pair of
+    every word and merges the most frequent one (ties: the pair of smaller ids) everywhere."""
+    tokens = list(SPECIALS) + sorted({c for w in words for c in w})
+    tokens += ["##" + c for c in sorted({c for w in words for c in w[1:]})]
+    seqs = {w: [tokens.index(w[0])] + [tokens.index("##" + c) for c in w[1:]] for w in words}
+    while len(tokens) < vocab_size:
+        counts = {}
+        for w, seq in seqs.items():
+            for pair in zip(seq, seq[1:]):
+                counts[pair] = counts.get(pair, 0) + words[w]
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))
+        a, b = best
+        new = tokens[a] + tokens[b][2:] if tokens[b].startswith("##") else tokens[a] + tokens[b]
+        if new not in tokens:
+            tokens.append(new)
+        new_id = tokens.index(new)
+        for w, seq in seqs.items():
+            out, j = [], 0
+            while j < len(seq):
+                if j + 1 < len(seq) and (seq[j], seq[j + 1]) == best:
+                    out.append(new_id)
+                    j += 2
+                else:
+                    out.append(seq[j])
+                    j += 1
+            seqs[w] = out
+    return tokens
+
+
+def test_trainer_equals_brute_force_recount_and_is_deterministic(train_docs):
+    from jaxssl.data.tokenizer import _bert_pipeline
+    from tokenizers import models
+    docs = train_docs[:2]
+    split = _bert_pipeline(models.WordPiece(unk_token="[UNK]"), True)
+    words = {}
+    for d in docs:
+        for w, _ in split.pre_tokenizer.pre_tokenize_str(split.normalizer.normalize_str(d)):
+            words[w] = words.get(w, 0) + 1
+    first = train_wordpiece(docs, vocab_size=300)
+    got = [first.id_to_token(i) for i in range(first.vocab_size)]
+    assert got == _brute_force_wordpiece(words, 300)
+    again = train_wordpiece(list(reversed(docs)), vocab_size=300)  # document order is irrelevant
+    assert [again.id_to_token(i) for i in range(again.vocab_size)] == got
+
+
 def test_unknown_characters_map_to_unk(tok, train_docs):
     snowman = "\u2603"
     assert not any(snowman in d for d in train_docs)

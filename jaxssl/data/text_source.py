@@ -10,16 +10,17 @@ both splits into ``[S, T]`` rows (:func:`jaxssl.data.text.tokenize_and_pack`)::
     rows                               data.seq_len tokens, [CLS] ... [SEP], single segment or
                                        sentence pairs (data.sentence_pairs), padded
 
-Why the trained vocabulary is cached on disk. Hugging Face's WordPiece trainer is not
-deterministic (it breaks ties between equally frequent merges by hash-map order, so two
-trainings on the same text give different token sets), so a vocabulary cannot be recomputed
-when a run resumes or is evaluated from a checkpoint. The first run trains it on process 0 and
-writes ``<cache_dir>/vocab/<corpus>-<key>/vocab.txt``, where ``key`` hashes the training text,
-``vocab_size`` and ``lowercase``; every later run with the same corpus and settings (a resume,
-``scripts/evaluate.py``, another workdir) reads that file, and process 0's vocabulary is
-broadcast to every other process, so hosts never disagree. ``cache_dir`` is ``data.cache_dir``,
-else ``$JAXSSL_CACHE_DIR``, else ``~/.cache/jaxssl``. The method also copies the vocabulary to
-``WORKDIR/vocab.txt`` (pass it as ``--config.data.vocab_file`` to reuse it anywhere).
+Why the trained vocabulary is cached on disk. Training it (:func:`jaxssl.data.text.train_wordpiece`,
+deterministic: the same text and settings give the same vocabulary everywhere) takes seconds on
+the embedded corpus and longer on a large one, and a resume or an evaluation must tokenize
+exactly as the run did. The first run trains it on process 0 and writes
+``<cache_dir>/vocab/<corpus>-<key>/vocab.txt``, where ``key`` hashes the trainer's version, the
+training text, ``vocab_size`` and ``lowercase``; every later run with the same corpus and
+settings (a resume, ``scripts/evaluate.py``, another workdir) reads that file, and process 0's
+vocabulary is broadcast to every other process, so hosts never disagree. ``cache_dir`` is
+``data.cache_dir``, else ``$JAXSSL_CACHE_DIR``, else ``~/.cache/jaxssl``. The method also copies
+the vocabulary to ``WORKDIR/vocab.txt`` (pass it as ``--config.data.vocab_file`` to reuse it
+anywhere).
 
 Whole splits are held in host memory and then on the device (the trainer's ``DeviceFeeder``):
 right for the embedded corpus and for tfds text capped by ``data.max_train_documents``; a
@@ -101,8 +102,13 @@ def default_cache_dir() -> str:
 
 def vocab_cache_path(cache_dir: str, corpus_name: str, train_docs: list[str], vocab_size: int,
                      lowercase: bool) -> str:
-    """``<cache_dir>/vocab/<corpus>-<sha256(text, size, case)[:16]>/vocab.txt``."""
-    h = hashlib.sha256(f"wordpiece|{vocab_size}|{int(lowercase)}|{len(train_docs)}|".encode())
+    """``<cache_dir>/vocab/<corpus>-<sha256(trainer, text, size, case)[:16]>/vocab.txt``.
+
+    ``trainer`` names :func:`jaxssl.data.text.train_wordpiece`'s algorithm ('wordpiece-det': the
+    deterministic one), so a vocabulary cached by an earlier trainer (Hugging Face's, whose ids
+    differ from run to run) is never reused in its place.
+    """
+    h = hashlib.sha256(f"wordpiece-det|{vocab_size}|{int(lowercase)}|{len(train_docs)}|".encode())
     for doc in train_docs:
         h.update(doc.encode("utf-8"))
         h.update(b"\x00")

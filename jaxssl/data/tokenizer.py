@@ -13,11 +13,13 @@ released vocabularies and the ones trained here, but ``[UNK]/[CLS]/[SEP]/[MASK]`
 """
 from __future__ import annotations
 
+import collections
+import heapq
 import os
 from typing import Iterable, Sequence
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 # Order of the special tokens at the start of a freshly trained vocabulary: [PAD]=0 as in BERT.
@@ -132,7 +134,8 @@ class WordPieceTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``, joining ``##`` pieces onto their word (special tokens dropped)."""
-        return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+        special = {self.token_to_id(t) for t in SPECIAL_TOKENS}
+        return self._tok.decode([int(i) for i in ids if int(i) not in special])
 
 
 def _bert_pipeline(model: models.WordPiece, lowercase: bool) -> Tokenizer:
@@ -146,19 +149,101 @@ def _bert_pipeline(model: models.WordPiece, lowercase: bool) -> Tokenizer:
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool = True) -> WordPieceTokenizer:
-    """Train a WordPiece vocabulary of ``vocab_size`` tokens on ``texts``.
+    """Train a WordPiece vocabulary of ``vocab_size`` tokens on ``texts``; the same text gives
+    the same vocabulary in every process, on every machine and with every ``tokenizers`` version.
 
-    The special tokens come first, in BERT's order: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3,
-    [MASK]=4; then the single characters seen in ``texts``, then merged pieces by frequency.
+    The algorithm is Hugging Face's ``WordPieceTrainer`` (BERT's pipeline splits the text into
+    words; each word starts as its characters, ``##``-prefixed after the first; then, until the
+    vocabulary is full, the most frequent adjacent pair of pieces is merged everywhere). Ties
+    between equally frequent pairs go to the pair of smaller ids. The order of the ids:
+
+    * the special tokens, in BERT's order: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4;
+    * the characters seen in ``texts`` (by code point), then their ``##`` continuation forms
+      (by code point);
+    * the merged pieces, in the order they were merged.
+
+    Why not ``tokenizers.trainers.WordPieceTrainer`` itself: it numbers the ``##`` pieces in
+    the iteration order of a hash map with a per-process random seed, and its ties are broken
+    by those numbers, so two trainings of the same text give different ids and, on ties, a
+    different token set (huggingface/tokenizers issue 1794) -- and a different BERT run.
+
     The result may be smaller than ``vocab_size`` when the text has too few distinct pieces.
     """
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size={vocab_size} leaves no room for text tokens after the "
                          f"{len(SPECIAL_TOKENS)} special tokens; use e.g. 8000 (BERT: 30522)")
-    tok = _bert_pipeline(models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX),
-                         lowercase)
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                        continuing_subword_prefix=CONTINUATION_PREFIX,
-                                        show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    return WordPieceTokenizer(tok, lowercase=lowercase)
+    splitter = _bert_pipeline(models.WordPiece(unk_token=UNK), lowercase)
+    word_counts: collections.Counter = collections.Counter()
+    for text in texts:
+        normalized = splitter.normalizer.normalize_str(text)
+        word_counts.update(w for w, _ in splitter.pre_tokenizer.pre_tokenize_str(normalized))
+    vocab = _wordpiece_vocab(word_counts, vocab_size)
+    model = models.WordPiece(vocab={t: i for i, t in enumerate(vocab)}, unk_token=UNK,
+                             continuing_subword_prefix=CONTINUATION_PREFIX)
+    return WordPieceTokenizer(_bert_pipeline(model, lowercase), lowercase=lowercase)
+
+
+def _wordpiece_vocab(word_counts: dict[str, int], vocab_size: int) -> list[str]:
+    """The trained vocabulary (token of id ``i`` at position ``i``) of :func:`train_wordpiece`.
+
+    Pair counts are kept incrementally (a merge recounts only the words that hold the pair);
+    the heap holds ``(-count, id_a, id_b)`` and stale entries are refreshed when popped.
+    """
+    words = sorted(word_counts)
+    counts = [int(word_counts[w]) for w in words]
+    tokens = list(SPECIAL_TOKENS)
+    chars = sorted({c for w in words for c in w})
+    continuations = sorted({c for w in words for c in w[1:]})
+    tokens += chars + [CONTINUATION_PREFIX + c for c in continuations]
+    ids = {t: i for i, t in enumerate(tokens)}
+    pieces = [[ids[w[0]]] + [ids[CONTINUATION_PREFIX + c] for c in w[1:]] for w in words]
+
+    pair_counts: collections.Counter = collections.Counter()
+    where: dict[tuple[int, int], set[int]] = collections.defaultdict(set)
+    for i, p in enumerate(pieces):
+        for pair in zip(p, p[1:]):
+            pair_counts[pair] += counts[i]
+            where[pair].add(i)
+    heap = [(-n, a, b) for (a, b), n in pair_counts.items()]
+    heapq.heapify(heap)
+    while len(tokens) < vocab_size and heap:
+        neg, a, b = heapq.heappop(heap)
+        n = pair_counts[(a, b)]
+        if n != -neg:  # stale: the count fell since this entry was pushed
+            if n > 0:
+                heapq.heappush(heap, (-n, a, b))
+            continue
+        if n < 1:
+            break
+        second = tokens[b]
+        if second.startswith(CONTINUATION_PREFIX):
+            second = second[len(CONTINUATION_PREFIX):]
+        new = tokens[a] + second
+        if new not in ids:  # two merge paths can spell the same piece: one id
+            ids[new] = len(tokens)
+            tokens.append(new)
+        new_id = ids[new]
+        grown = set()
+        for i in where.pop((a, b)):
+            old = pieces[i]
+            merged, j = [], 0
+            while j < len(old):  # left to right, non-overlapping (as Hugging Face's Word.merge)
+                if j + 1 < len(old) and old[j] == a and old[j + 1] == b:
+                    merged.append(new_id)
+                    j += 2
+                else:
+                    merged.append(old[j])
+                    j += 1
+            if len(merged) == len(old):
+                continue
+            for pair in zip(old, old[1:]):
+                pair_counts[pair] -= counts[i]
+            for pair in zip(merged, merged[1:]):
+                pair_counts[pair] += counts[i]
+                where[pair].add(i)
+                if new_id in pair:
+                    grown.add(pair)
+            pieces[i] = merged
+        for pair in sorted(grown):
+            heapq.heappush(heap, (-pair_counts[pair], *pair))
+    return tokens
