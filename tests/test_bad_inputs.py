@@ -96,6 +96,12 @@ def test_workdir_that_is_a_file(tmp_path):
     assert f.read_text() == "not a folder"
 
 
+def test_workdir_with_a_scheme_that_cannot_hold_checkpoints():
+    line = assert_one_line(run([DIGITS, "--workdir=http://example.com/runs/x"]),
+                           "--workdir=http://example.com/runs/x", "http://", "gs://BUCKET")
+    assert "s3://" not in line  # not suggested: a workdir cannot be there either
+
+
 def test_evaluate_script_on_a_workdir_without_checkpoints(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

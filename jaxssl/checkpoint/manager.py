@@ -64,8 +64,11 @@ def check_workdir(workdir: paths.PathLike) -> epath.Path:
     """
     try:
         path = paths.resolve(workdir)
-    except paths.StorageError as e:
-        raise CheckpointSaveError(f"--workdir={workdir}: {e}") from None
+    except paths.StorageError:
+        raise CheckpointSaveError(
+            f"--workdir={workdir}: the scheme {paths.scheme(workdir)}:// is not supported for a "
+            "workdir; use a local path or gs://BUCKET/... (checkpoints are written to a local "
+            "or mounted folder or to gs:// only)") from None
     if not paths.is_remote(path):
         _check_local_folder(workdir, os.fspath(path))
         return path
