@@ -16,7 +16,8 @@ Hardware:  the paper's 4 Cloud TPU pods (16 TPU chips) for 4 days; any pod slice
 Runtime:   phase 1: 900k steps (90% of BERT's 1M); phase 2: 100k steps (the last 10%).
 Expected:  no published target. The BERT paper and google-research/bert report no
            masked-LM accuracy for BERT-base pretraining (only downstream GLUE / SQuAD after
-           fine-tuning, which jaxssl does not implement); eval_results.json gives the held-out
+           fine-tuning: GLUE is configs/bert_glue.py, SQuAD is not implemented);
+           eval_results.json gives the held-out
            masked-token accuracy and perplexity of this run next to the most-frequent-token
            baseline on the same positions.
 

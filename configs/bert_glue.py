@@ -4,6 +4,8 @@ Command:   python -m jaxssl.main --config=configs/bert_glue.py:sst2 --workdir=W 
                --config.init_from=PRETRAIN_WORKDIR   (a run of configs/bert_base_mlm.py)
            (prepare the task first: python scripts/prepare_data.py glue/sst2)
 Hardware:  one accelerator (batch 32 x 128 tokens).
+Runtime:   not measured: jaxssl has no full GLUE run of this preset on record (its
+           2-step run on mock data is tests/test_protocol_presets.py).
 Expected:  W/eval_results.json {"pretrained": {"accuracy": ...}} on the GLUE dev set
            (validation; mnli: validation_matched). BERT-base (Devlin et al. 2019, Table 1,
            test set, with NSP pretraining on BooksCorpus + Wikipedia): SST-2 93.5, MNLI-m

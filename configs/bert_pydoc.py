@@ -26,11 +26,12 @@ learning rate of 1e-3 (BERT-base: 1e-4), batch 32; n = round(0.15 x len(tokens))
 bias correction (optax; BERT's AdamWeightDecayOptimizer has none: optim.adam_bias_correction).
 Every field against its source: docs/recipes.md.
 """
+from jaxssl.config import no_arg
 from jaxssl.methods.mlm import mlm_base_config
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = mlm_base_config()
     c.seed = 0
     c.data.update(dict(name="pydoc", seq_len=128, vocab_size=2000, include_modules=True,

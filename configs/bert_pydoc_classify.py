@@ -20,12 +20,12 @@ LayerNorm and biases), linear warm-up over 10% of the steps then linear decay, g
 clipping 1.0, batch 32, length 128. Scaled to the 930 training paragraphs and BERT-tiny:
 10 epochs at lr 3e-4 (BERT-base on GLUE: 3 epochs at 2e-5 to 5e-5).
 """
-from jaxssl.config import load_preset
+from jaxssl.config import load_preset, no_arg
 from jaxssl.methods.text_classifier import text_classifier_config
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = text_classifier_config(load_preset("bert_pydoc"))
     c.classifier.baselines = ("random_init", "majority_class")
     c.optim.base_lr = 3e-4

@@ -35,6 +35,7 @@ Deviations: solo-learn's LARS clips the adapted LR at the global LR (``clip_lr: 
 its trust ratio is ``eta ||p|| / ||g + wd p||``; the warm-up starts at 0 (solo-learn:
 ``warmup_start_lr`` 3e-5); no online linear classifier.
 """
+from jaxssl.config import no_arg
 from jaxssl.methods.dino import dino_config
 
 # solo/data/pretrain_dataloader.py MEANS_N_STD["cifar10"].
@@ -43,7 +44,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = dino_config()
     c.data.name = "cifar10"
     c.data.image_size = 32

@@ -28,12 +28,12 @@ Deviations from the ImageNet recipe, for a 3-minute run of a tiny model: base LR
 (MAE 1.5e-4), 10 warm-up epochs of 4 steps (MAE 40), 60 epochs; evaluation on the mean of the
 patch tokens ('gap'; MAE's linear probe uses the class token).
 """
-from jaxssl.config import base_config
+from jaxssl.config import base_config, no_arg
 from jaxssl.methods import mae
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = base_config()
     c.method = "mae"
     c.seed = 0

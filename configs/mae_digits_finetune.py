@@ -20,12 +20,12 @@ images; on 8x8 strokes a shear or a posterize changes the digit), no flip, crops
 pretraining, batch 32 of the 100 labelled examples, lr 1.6e-2 x B/256 (2e-3, MAE's ViT-B
 value at batch 1024), 100 epochs, 5 warm-up.
 """
-from jaxssl.config import load_preset
+from jaxssl.config import load_preset, no_arg
 from jaxssl.methods.classifier import classifier_config
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = classifier_config(load_preset("mae_digits"), "finetune")
     c.model.pool = "gap_fc_norm"
     c.classifier.update(dict(

@@ -30,12 +30,12 @@ The linear-probe settings below are MAE's (base LR 0.1 x B/256, B=16384, 90 epoc
 mapped onto the 'simclr' protocol (Nesterov SGD, no feature BatchNorm); the in-training
 probe is off, as for the SimCLR ImageNet preset: evaluate checkpoints with scripts/evaluate.py.
 """
-from jaxssl.config import base_config
+from jaxssl.config import base_config, no_arg
 from jaxssl.methods import mae
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = base_config()
     c.method = "mae"
     c.data.name = "imagenet2012"

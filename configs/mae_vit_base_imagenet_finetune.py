@@ -3,6 +3,8 @@
 Command:   python -m jaxssl.main --config=configs/mae_vit_base_imagenet_finetune.py --workdir=W \
                --config.init_from=PRETRAIN_WORKDIR   (a run of configs/mae_vit_base_imagenet.py)
 Hardware:  a TPU v3-128 / 4 x 8-GPU nodes (batch 1024).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (its
+           2-step run on mock data is tests/test_protocol_presets.py).
 Expected:  W/eval_results.json {"pretrained": {"finetune_all": ...}}: 83.6 top-1 for the
            1600-epoch ViT-B (facebookresearch/mae README and FINETUNE.md: 83.664 with the
            released checkpoint; paper Table 3).
@@ -16,12 +18,12 @@ RandomResizedCrop(224, bicubic) + flip; global average pooling of the patch toke
 ``fc_norm`` (``--global_pool``), head trunc-normal(2e-5); evaluation Resize(256) +
 CenterCrop(224).
 """
-from jaxssl.config import load_preset
+from jaxssl.config import load_preset, no_arg
 from jaxssl.methods.classifier import classifier_config
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = classifier_config(load_preset("mae_vit_base_imagenet"), "finetune")
     c.model.pool = "gap_fc_norm"
     c.classifier.update(dict(

@@ -3,6 +3,8 @@
 Command:   python -m jaxssl.main --config=configs/mae_vit_base_imagenet_linprobe.py --workdir=W \
                --config.init_from=PRETRAIN_WORKDIR   (a run of configs/mae_vit_base_imagenet.py)
 Hardware:  a TPU v3-128 / 2 x 8-GPU nodes (batch 16384 of frozen forward passes).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (its
+           2-step run on mock data is tests/test_protocol_presets.py).
 Expected:  W/eval_results.json {"pretrained": {"linear_all": ...}}: 68.0 top-1 for the
            1600-epoch ViT-B (MAE paper Table; facebookresearch/mae FINETUNE.md "Linear
            probing": 68.0 in the paper, 67.8 with the released PyTorch code).
@@ -15,12 +17,12 @@ PyTorch form: momentum after the trust ratio), weight decay 0, blr 0.1 x B/256 a
 RandomResizedCrop(224, bicubic) + flip for training, Resize(256) + CenterCrop(224) for
 evaluation; ImageNet mean/std input normalisation as in pretraining.
 """
-from jaxssl.config import load_preset
+from jaxssl.config import load_preset, no_arg
 from jaxssl.methods.classifier import classifier_config
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = classifier_config(load_preset("mae_vit_base_imagenet"), "linear_eval")
     c.classifier.update(dict(head="bn_linear", head_init="trunc_normal", head_init_std=0.01))
     c.augment.update(dict(crop_scale=(0.08, 1.0), flip_prob=0.5, resize_method="bicubic"))

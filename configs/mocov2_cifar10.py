@@ -26,6 +26,7 @@ sigma [0.1, 2] p=0.5, flip; CIFAR-10 mean/std normalisation; torchvision ResNet-
 zero-init (``zero_init_residual=False``) and with conv1 = Conv2d(3, 64, 3, 1, padding=2), no
 max-pool; SyncBN in both encoders, no shuffle (moco.shuffle_bn='off').
 """
+from jaxssl.config import no_arg
 from jaxssl.methods.moco import moco_config
 
 # solo/data/pretrain_dataloader.py MEANS_N_STD["cifar10"].
@@ -34,7 +35,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = moco_config("v2")
     c.data.name = "cifar10"
     c.data.image_size = 32

@@ -26,6 +26,7 @@ flip; ImageNet mean/std input normalisation (main_moco.py:323-325); torchvision 
 Deviations (named): the reference's cosine is stepped per epoch, here per step; queries use
 global (cross-replica) BN, the reference's are per GPU.
 """
+from jaxssl.config import no_arg
 from jaxssl.methods.moco import moco_config
 
 # torchvision Normalize of main_moco.py:323-325.
@@ -34,7 +35,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = moco_config("v2")
     c.data.name = "imagenet2012"
     c.data.image_size = 224

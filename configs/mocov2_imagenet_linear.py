@@ -3,6 +3,8 @@
 Command:   python -m jaxssl.main --config=configs/mocov2_imagenet_linear.py --workdir=W \
                --config.init_from=PRETRAIN_WORKDIR   (a run of configs/mocov2_imagenet.py)
 Hardware:  one 8-GPU node (batch 256).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (its
+           2-step run on mock data is tests/test_protocol_presets.py).
 Expected:  W/eval_results.json {"pretrained": {"linear_all": ...}}: 67.5 +- 0.1 top-1 for the
            200-epoch pretraining (facebookresearch/moco README, "MoCo v2, 200 epochs";
            71.1 after 800 epochs).
@@ -12,12 +14,12 @@ Protocol (facebookresearch/moco ``main_lincls.py``): SGD momentum 0.9, lr 30, ba
 with zero bias, frozen backbone in eval mode, RandomResizedCrop(224) + flip for training,
 Resize(256) + CenterCrop(224) for evaluation.
 """
-from jaxssl.config import load_preset
+from jaxssl.config import load_preset, no_arg
 from jaxssl.methods.classifier import classifier_config
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = classifier_config(load_preset("mocov2_imagenet"), "linear_eval")
     c.classifier.update(dict(head="linear", head_init="normal", head_init_std=0.01))
     c.augment.update(dict(crop_scale=(0.08, 1.0), flip_prob=0.5))

@@ -4,6 +4,8 @@ Command:   python -m jaxssl.main --config=configs/mocov3_imagenet_finetune.py:vi
                --workdir=W --config.init_from=PRETRAIN_WORKDIR
            (a run of configs/mocov3_imagenet.py with the same argument: vit_small | vit_base)
 Hardware:  a TPU v3-64 / 4 x 8-GPU nodes (batch 1024).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (its
+           2-step run on mock data is tests/test_protocol_presets.py).
 Expected:  W/eval_results.json {"pretrained": {"finetune_all": ...}}: facebookresearch/moco-v3
            README, "end-to-end fine-tuning": ViT-S 81.4 (100 epochs), ViT-B 83.2 (150 epochs),
            from the 300-epoch pretrained models.

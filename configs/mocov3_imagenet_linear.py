@@ -4,6 +4,8 @@ Command:   python -m jaxssl.main --config=configs/mocov3_imagenet_linear.py:VARI
                --config.init_from=PRETRAIN_WORKDIR
            (VARIANT and PRETRAIN_WORKDIR: a run of configs/mocov3_imagenet.py:VARIANT)
 Hardware:  one 8-GPU node (batch 1024).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (its
+           2-step run on mock data is tests/test_protocol_presets.py).
 Expected:  W/eval_results.json {"pretrained": {"linear_all": ...}}; facebookresearch/moco-v3
            README: R50 100 ep 68.9, 300 ep 72.8, 1000 ep 74.6; ViT-S 300 ep 73.2;
            ViT-B 300 ep 76.7.

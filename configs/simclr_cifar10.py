@@ -20,11 +20,11 @@ LARS with learning rate 1.0 x B/256, weight decay 1e-4, temperature 0.5, colour-
 head (``num_proj_layers=3``, hidden = 512, out 128), 10 warm-up epochs, cosine decay,
 zero-init last BN, loss.scale = 2 (the reference's ``mean(loss_a + loss_b)``).
 """
-from jaxssl.config import base_config
+from jaxssl.config import base_config, no_arg
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = base_config()
     c.method = "simclr"
     c.data.name = "cifar10"

@@ -20,12 +20,12 @@ zero-initialised classifier left out of LARS's weight decay and trust ratio
 batch 32 of the 100 labelled examples and more epochs; the learning rate is raised (the
 reference's 0.005 x sqrt(B) assumes 60 epochs of 12.8k ImageNet images).
 """
-from jaxssl.config import load_preset
+from jaxssl.config import load_preset, no_arg
 from jaxssl.methods.classifier import classifier_config
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = classifier_config(load_preset("simclr_digits"), "finetune")
     c.classifier.update(dict(from_head_layers=1, labels_per_class=10, head_init="zeros",
                              baselines=("random_init",)))

@@ -21,7 +21,8 @@ Expected (linear eval top-1; each number with the recipe it belongs to, docs/rec
            which jaxssl does not implement; expect about 1 point less (the SimCLRv2 paper's
            own estimate of the buffer's gain, not verified here). No published number
            exists for this recipe without the buffer.
-  All three need the SimCLR linear protocol of README.md:135-146 (not run in training).
+  All three under the SimCLR linear protocol of README.md:135-146: a run of its own from this
+  run's workdir, configs/simclr_imagenet_linear.py with the same argument.
 
 Shared (tf2/run.py, tf2/model.py, tf2/objective.py): LARS (classic momentum 0.9, eta 1e-3,
 BN and biases excluded from decay and adaptation), T = 0.1, crop area [0.08, 1], colour

@@ -4,6 +4,8 @@ Command:   python -m jaxssl.main --config=configs/simclr_imagenet_semisup.py:1pc
                --config.init_from=PRETRAIN_WORKDIR   (a run of configs/simclr_imagenet.py:v2)
            (tfds ``imagenet2012_subset/1pct`` or ``/10pct``: scripts/prepare_data.py)
 Hardware:  a TPU v3-32 / 8-GPU node (batch 1024).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (its
+           2-step run on mock data is tests/test_protocol_presets.py).
 Expected:  W/eval_results.json {"pretrained": {"finetune_all": top-1 on ImageNet validation}}.
            google-research/simclr README, SimCLR v2 R50 (1x, no SK) fine-tuned: 57.9 (1%),
            68.4 (10%); SimCLR v1 paper Table 7, R50 (1x): 48.3 (1%), 65.6 (10%). These

@@ -29,6 +29,7 @@ max-pool; RandomResizedCrop(32) bicubic; ColorJitter and RandomGrayscale from to
 Deviations: the warm-up starts at 0 (solo-learn: ``warmup_start_lr`` 3e-5); no online
 linear classifier.
 """
+from jaxssl.config import no_arg
 from jaxssl.methods.simsiam import simsiam_config
 
 # solo/data/pretrain_dataloader.py MEANS_N_STD["cifar10"].
@@ -37,7 +38,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = simsiam_config()
     c.data.name = "cifar10"
     c.data.image_size = 32

@@ -24,6 +24,7 @@ flip, ImageNet mean/std normalisation; both views drawn alike.
 Deviations: none known in the pretraining recipe beyond what docs/recipes.md lists for every
 preset (SyncBN statistics over the global batch; TPU-friendly augmentation ops).
 """
+from jaxssl.config import no_arg
 from jaxssl.methods.simsiam import simsiam_config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)   # main_simsiam.py transforms.Normalize
@@ -31,7 +32,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = simsiam_config()
     c.data.name = "imagenet2012"
     c.data.image_size = 224

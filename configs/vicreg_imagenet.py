@@ -24,6 +24,7 @@ PIL GaussianBlur sigma [0.1, 2] p=1.0 / 0.1, solarize p=0 / 0.2, ImageNet mean/s
 Deviations: ``optim.min_lr`` is absolute: changing ``train.batch_size`` keeps the floor of
 B = 2048 (the reference's floor scales with B); set ``optim.min_lr = 0.2 x B/256 x 0.001``.
 """
+from jaxssl.config import no_arg
 from jaxssl.methods.vicreg import vicreg_config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)   # augmentations.py transforms.Normalize
@@ -33,7 +34,7 @@ BASE_LR = 0.2                           # --base-lr
 
 
 def get_config(arg=None):
-    del arg
+    no_arg(arg, __file__)
     c = vicreg_config()
     c.data.name = "imagenet2012"
     c.data.image_size = 224

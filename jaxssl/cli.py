@@ -59,21 +59,50 @@ def _config_override_args(argv: list[str]) -> list[str]:
 
 
 def _unknown_key_message(err: BaseException, argv: list[str]) -> str | None:
-    """One line for a misspelt ``--config.KEY`` (ml_collections raises KeyError/AttributeError)."""
+    """One line for a misspelt ``--config.KEY`` (ml_collections raises KeyError/AttributeError):
+    the flag, the missing field or section, and a close name or the names there are."""
     text = str(err).encode().decode("unicode_escape", errors="ignore")
     m = re.search(r"'([^'\\]+)'", text)
     if m is None:
         return None
     key = m.group(1)
-    flag = next((a for a in _config_override_args(argv)
-                 if re.match(rf"--config\.(\w+\.)*{re.escape(key)}(=|$)", a)), None)
-    if flag is None:
+    for flag in _config_override_args(argv):
+        found = re.match(rf"--config\.((?:\w+\.)*){re.escape(key)}(\.|=|$)", flag)
+        if found:
+            break
+    else:
         return None
+    parent, is_section = found.group(1).rstrip("."), found.group(2) == "."
+    what = "section" if is_section else "field"
+    where = f"section {parent!r} has" if parent else "config has"
     hint = re.search(r'Did you mean "([^"]+)"', text)
-    fix = (f"did you mean {hint.group(1)!r}?" if hint else
-           "use a field the preset has (configs are locked: a misspelt key is an error; "
-           "see the preset's get_config)")
-    return f"flag {flag}: the config has no field {key!r}; {fix}"
+    if hint:
+        fix = f"did you mean {hint.group(1)!r}?"
+    else:
+        names = _preset_names(argv, parent, sections=is_section)
+        fix = (f"use one of {names}" if names else "use a field the preset has") + \
+            " (configs are locked: a misspelt key is an error)"
+    return f"flag {flag}: the {where} no {what} {key!r}; {fix}"
+
+
+def _preset_names(argv: list[str], parent: str, sections: bool) -> list[str] | None:
+    """The section names (or the field names of section ``parent``) of the ``--config`` preset,
+    or None when it cannot be loaded."""
+    spec = next((a[len("--config="):] for a in argv[1:] if a.startswith("--config=")), None)
+    if spec is None:
+        return None
+    path, _, arg = spec.partition(":")
+    try:
+        import importlib.util
+        module_spec = importlib.util.spec_from_file_location("jaxssl_cli_preset", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        node = module.get_config(arg or None)
+        for part in filter(None, parent.split(".")):
+            node = node[part]
+    except Exception:  # noqa: BLE001 - only a better hint is lost
+        return None
+    return sorted(k for k, v in node.items() if hasattr(v, "items") == sections)
 
 
 def _config_file_message(argv: list[str]) -> str | None:

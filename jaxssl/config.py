@@ -196,9 +196,19 @@ def parse_arg(arg: str | None, choices: dict, default: str) -> str:
     """The ``:ARG`` of ``--config=configs/FILE.py:ARG``, checked against ``choices``."""
     arg = arg or default
     if arg not in choices:
-        raise ValueError(f"config argument {arg!r} is not one of {sorted(choices)}; "
-                         f"use --config=configs/FILE.py:{sorted(choices)[0]}")
+        raise ValueError(f"config argument {arg!r} is not one of {sorted(choices)}; put one of "
+                         f"them after the file name (e.g. :{default}, the default when no "
+                         "argument is given)")
     return arg
+
+
+def no_arg(arg: str | None, preset_file: str) -> None:
+    """Refuse a ``:ARG`` given to a preset that has no variants (``preset_file``: its
+    ``__file__``), instead of silently ignoring a misspelt or misplaced variant."""
+    if arg:
+        name = os.path.basename(preset_file)
+        raise ValueError(f"config argument {arg!r} is invalid: configs/{name} has no variants; "
+                         f"use --config=configs/{name} without ':{arg}'")
 
 
 def total_steps(train_cfg, steps_per_epoch: int) -> int:
@@ -213,6 +223,55 @@ def fail(field: str, value, fix: str):
 
 
 NONFINITE_POLICIES = ("skip", "abort", "rollback")
+#: methods that train on a pretrained backbone (the protocol presets): they need init_from
+PROTOCOL_METHODS = ("linear_eval", "finetune", "text_classify")
+#: ``init_from`` value that asks for random initialisation (a protocol's random-init baseline)
+RANDOM_INIT = "random"
+EVAL_BASELINES = ("random_init", "raw_pixels")
+
+
+def init_path(config) -> str | None:
+    """The checkpoint ``train.init_from`` names, or None (unset, or ``'random'``)."""
+    path = config.train.init_from
+    return None if not path or path == RANDOM_INIT else str(path)
+
+
+def _check_init_from(config) -> None:
+    """A protocol method needs ``init_from``: a pretraining run, or ``'random'`` (explicitly)."""
+    path = config.train.init_from
+    field = "init_from" if "init_from" in config else "train.init_from"
+    if config.method in PROTOCOL_METHODS and not path:
+        fail(field, path, f"method {config.method!r} trains on a pretrained backbone; pass "
+             f"--config.{field}=PRETRAIN_WORKDIR (the pretraining run, or one of its checkpoint "
+             f"folders), or --config.{field}={RANDOM_INIT} for the random-initialisation baseline")
+    if path and path != RANDOM_INIT and "://" not in str(path) and not os.path.exists(path):
+        fail(field, path, f"no such file or folder (from {os.getcwd()}); pass the pretraining "
+             f"run's --workdir (or --config.{field}={RANDOM_INIT} for random initialisation)")
+
+
+def _check_eval(config) -> None:
+    """The ``eval`` fields an evaluator would otherwise refuse only after training."""
+    from jaxssl.evaluators.linear_probe import PROTOCOLS
+    e = config.eval
+    if e.linear_protocol not in PROTOCOLS:
+        fail("eval.linear_protocol", e.linear_protocol, f"use one of {sorted(PROTOCOLS)}")
+    if e.batch_size <= 0:
+        fail("eval.batch_size", e.batch_size, "must be a positive batch size")
+    if e.knn_k <= 0:
+        fail("eval.knn_k", e.knn_k, "must be a positive number of neighbours (e.g. 200)")
+    if e.knn_temperature <= 0:
+        fail("eval.knn_temperature", e.knn_temperature, "the temperature must be > 0 (e.g. 0.1)")
+    if e.few_labels_per_class <= 0:
+        fail("eval.few_labels_per_class", e.few_labels_per_class,
+             "must be a positive number of labelled examples per class (e.g. 10)")
+    for name in ("linear_epochs", "linear_batch_size"):
+        if e[name] < 0:
+            fail(f"eval.{name}", e[name], "use 0 (the protocol's value) or a positive number")
+    if e.linear_lr < 0:
+        fail("eval.linear_lr", e.linear_lr, "use 0.0 (the protocol's value) or a positive rate")
+    unknown = [b for b in e.baselines if b not in EVAL_BASELINES]
+    if unknown:
+        fail("eval.baselines", tuple(e.baselines), f"use some of {EVAL_BASELINES}")
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
@@ -255,6 +314,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
         fail("loss.temperature", config.loss.temperature, "the temperature must be > 0")
     if config.mesh.num_devices < 0:
         fail("mesh.num_devices", config.mesh.num_devices, "use 0 for all devices or a positive count")
+    prefetch = config.data.prefetch
+    if not isinstance(prefetch, int) or prefetch < 0:
+        fail("data.prefetch", prefetch, "use 0 (off) or a positive number of batches read ahead "
+             "(default 2)")
+    _check_init_from(config)
+    _check_eval(config)
     m = config.monitor
     if m.collapse_loss_rel_tol <= 0:
         fail("monitor.collapse_loss_rel_tol", m.collapse_loss_rel_tol, "must be > 0 (e.g. 0.01)")

@@ -108,11 +108,13 @@ def main(argv):
     note = apply_length_override(config, config_flags.get_override_values(flags.FLAGS["config"]))
     if _DISTRIBUTED.value:
         initialize_distributed()
-    from jaxssl import checkpoint, config as config_lib, metrics, train
+    from jaxssl import checkpoint, methods, metrics, train
     from jaxssl.data.tfds_images import DatasetNotPreparedError
     if note:
         metrics.log(note)
-    config_lib.validate(config)  # a bad config fails here, before any device work
+    # A bad config (every field: the shared ones, the method's, the evaluators') fails here,
+    # in one line, before any device work (train.run checks the workdir first thing).
+    methods.validate_config(config)
     check_dependencies(config)
     try:
         train.run(config, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)

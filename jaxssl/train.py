@@ -454,7 +454,7 @@ def _initial_state(ckpt, abstract_state, fresh_state, train_cfg, method, mesh):
         metrics_lib.log("restore_fallback: no usable checkpoint left; starting from scratch")
         return fresh_state()
     state = fresh_state()
-    if train_cfg.init_from:
+    if train_cfg.init_from and train_cfg.init_from != config_lib.RANDOM_INIT:
         if hasattr(method, "init_from"):  # e.g. a classifier: the pretrained backbone only
             state, loaded = method.init_from(train_cfg.init_from, state, mesh)
             metrics_lib.log(f"init_from {train_cfg.init_from}: loaded {', '.join(loaded)}")

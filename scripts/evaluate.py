@@ -27,20 +27,40 @@ _BASELINES = flags.DEFINE_bool("baselines", False, "Also evaluate random init an
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def finished_steps(workdir: str) -> list[int]:
+    """The finished checkpoint steps in ``WORKDIR/checkpoints``, read without orbax."""
+    from jaxssl import checkpoint, paths
+    directory = paths.resolve(workdir) / "checkpoints"
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir()
+                  if p.name.isdigit() and checkpoint.is_finished(p))
+
+
+def check_request(workdir: str, step: int | None) -> None:
+    """Refuse, in one line and before any device work, a workdir without the checkpoint asked."""
+    steps = finished_steps(workdir)
+    if not steps:
+        raise ValueError(f"--workdir={workdir}: no checkpoint in {workdir}/checkpoints; train "
+                         "first (python -m jaxssl.main --config=... --workdir=... with the same "
+                         "config) or check --workdir")
+    if step is not None and step not in steps:
+        raise ValueError(f"--step={step} is not in {workdir}/checkpoints; use one of {steps}")
+
+
 def main(argv):
     del argv
     import jax
 
-    from jaxssl import metrics, paths, train
+    from jaxssl import methods, metrics, paths, train
     from jaxssl.evaluators import build
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     config = _CONFIG.value
-    try:
-        step, results = build.evaluate_checkpoint(config, _WORKDIR.value, _STEP.value,
-                                                  baselines=_BASELINES.value)
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    methods.validate_config(config)
+    check_request(_WORKDIR.value, _STEP.value)
+    step, results = build.evaluate_checkpoint(config, _WORKDIR.value, _STEP.value,
+                                              baselines=_BASELINES.value)
     out = paths.resolve(_WORKDIR.value) / f"eval_results_step{step}.json"
     if jax.process_index() == 0:
         paths.write_text(out, json.dumps(results, indent=2))

@@ -103,6 +103,7 @@ def test_mae_probe_batchnorm_has_no_affine_parameters():
     c = classifier_config(load_preset("mae_digits"), "linear_eval")
     c.classifier.update(dict(head="bn_linear", head_init="trunc_normal"))
     c.mesh.num_devices = 1
+    c.init_from = "random"
     setup = train.Setup(c.lock())
     params, model_state = setup.method.init(jax.random.key(0))
     assert "probe_bn" not in params
@@ -214,6 +215,11 @@ EVAL_PRESETS = [("simclr_imagenet_linear", a) for a in ("v1", "readme", "v2")] +
 def test_evaluation_presets_validate_and_name_their_pretraining(name, arg):
     from jaxssl import methods
     config = load_preset(name, arg)
+    assert config.eval.enabled  # every protocol preset ends by writing eval_results.json
+    with pytest.raises(ValueError, match=r"config field init_from=None is invalid: .*"
+                                         r"--config\.init_from=random"):
+        methods.validate_config(config, num_devices=8, num_processes=1)
+    config = load_preset(name, arg, init_from="random")
     methods.validate_config(config, num_devices=8, num_processes=1)
     assert config.classifier.pretrain_method in ("simclr", "moco_v2", "moco_v3", "mae", "mlm")
     assert config.train.num_steps == 0 and config.train.num_epochs > 0

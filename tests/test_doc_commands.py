@@ -225,3 +225,165 @@ def test_documented_command_runs(command, scratch):
     assert r.returncode == want, (f"{RUN[command]}: `{run}` exited {r.returncode} (want {want})\n"
                                   f"{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------- names in the docs
+# Every preset, variant, config field, script, module and test file README.md and docs/*.md
+# name must exist: the prose and tables as well as the commands. Placeholders are written in
+# capitals (FILE, VARIANT, KEY) or with <angle brackets> and are not names.
+
+SECTIONS = ("data", "augment", "model", "loss", "optim", "train", "eval", "mesh", "monitor",
+            "classifier", "mae", "mlm", "moco", "simclr", "byol", "simsiam", "barlow", "vicreg",
+            "dino", "teacher")
+PRESET_MENTION = re.compile(r"(?<![\w/.-])configs/([a-z0-9_]+)\.py(?::([a-z0-9_]+))?")
+BARE_PRESET = re.compile(r"`([a-z0-9_]+)\.py(?::([a-z0-9_]+))?`((?: \((?:`:[a-z0-9_]+`(?:, )?|\.\.\.(?:, )?)+\))?)")
+PRESET_PREFIX = r"(simclr|moco|mocov2|mocov3|byol|simsiam|barlow|vicreg|dino|mae|bert)_"
+# Wrong on purpose: the docs show them as inputs that are refused.
+WRONG_ON_PURPOSE = {"train.batch_szie", "trian.num_steps"}
+FIELD_FLAG = re.compile(r"--config\.([a-z0-9_.]+)=")
+FIELD_NAME = re.compile(rf"`((?:{'|'.join(SECTIONS)})\.[a-z0-9_]+(?:\.[a-z0-9_]+)*)(?:=[^`]*)?`")
+SCRIPT = re.compile(r"(?<![\w/.-])scripts/([A-Za-z0-9_.-]+\.(?:py|sh))")
+MODULE = re.compile(r"python3? -m (jaxssl(?:\.[a-z0-9_]+)*)")
+TEST_FILE = re.compile(r"tests/(test_[a-z0-9_]+\.py)")
+
+
+def _doc_texts() -> dict[str, str]:
+    out = {}
+    for rel in DOC_FILES:
+        with open(os.path.join(ROOT, rel)) as f:
+            out[rel] = f.read()
+    return out
+
+
+def _preset_names() -> set[str]:
+    return {f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py")}
+
+
+def _leaf_paths(node, prefix="") -> set[str]:
+    out = set()
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        out.add(path)
+        if hasattr(value, "items"):
+            out |= _leaf_paths(value, path + ".")
+    return out
+
+
+@pytest.fixture(scope="module")
+def preset_fields():
+    """Every dotted field path of every preset (loaded with its default argument)."""
+    from jaxssl.config import load_preset
+    return {name: _leaf_paths(load_preset(name)) for name in _preset_names()}
+
+
+def _is_code_name(name: str) -> bool:
+    """``train.run``, ``augment.py``: a jaxssl module, function or file, not a config field."""
+    import importlib
+    if name.endswith((".py", ".sh", ".md", ".json", ".jsonl")):
+        return True
+    module, _, attr = f"jaxssl.{name}".rpartition(".")
+    try:
+        return hasattr(importlib.import_module(module), attr)
+    except ImportError:
+        return False
+
+
+def _mentions() -> list[tuple[str, int, str, str | None, str]]:
+    """``(file, line, preset, variant, the line's text)`` for every preset the docs name."""
+    presets, out = _preset_names(), []
+    for rel, text in _doc_texts().items():
+        for number, line in enumerate(text.splitlines(), 1):
+            for m in PRESET_MENTION.finditer(line):
+                out.append((rel, number, m.group(1), m.group(2), line))
+            for m in BARE_PRESET.finditer(line):
+                name = m.group(1)
+                if name not in presets and not re.match(PRESET_PREFIX, name):
+                    continue  # a reference repository's file (main_lincls.py, run.py, ...)
+                out.append((rel, number, name, m.group(2), line))
+                for variant in re.findall(r"`:([a-z0-9_]+)`", m.group(3)):
+                    out.append((rel, number, name, variant, line))
+    return out
+
+
+def test_every_preset_and_variant_the_docs_name_exists():
+    from jaxssl.config import load_preset
+    presets, bad, seen = _preset_names(), [], set()
+    for rel, number, name, variant, _ in _mentions():
+        if (name, variant) in seen:
+            continue
+        seen.add((name, variant))
+        if name not in presets:
+            bad.append(f"{rel}:{number}: configs/{name}.py does not exist")
+            continue
+        try:
+            load_preset(name, variant)
+        except ValueError as e:
+            bad.append(f"{rel}:{number}: configs/{name}.py:{variant}: {e}")
+    assert not bad, "\n".join(bad)
+    assert len(seen) > 40  # the parser still finds the presets
+
+
+def test_every_config_field_the_docs_name_exists(preset_fields):
+    every = set().union(*preset_fields.values())
+    bad, checked = [], 0
+    for rel, text in _doc_texts().items():
+        for number, line in enumerate(text.splitlines(), 1):
+            named = [m.group(1) for m in PRESET_MENTION.finditer(line)
+                     if m.group(1) in preset_fields]
+            for m in FIELD_FLAG.finditer(line):
+                checked += 1
+                field = m.group(1)
+                if field in WRONG_ON_PURPOSE:
+                    continue
+                # a field set on a command line must be a field of that command's preset
+                if named and not any(field in preset_fields[n] for n in named):
+                    bad.append(f"{rel}:{number}: --config.{field} is not a field of {named}")
+                elif field not in every:
+                    bad.append(f"{rel}:{number}: --config.{field} is not a field of any preset")
+            for m in FIELD_NAME.finditer(line):
+                checked += 1
+                if m.group(1) not in every and not _is_code_name(m.group(1)):
+                    bad.append(f"{rel}:{number}: `{m.group(1)}` is not a field of any preset")
+    assert not bad, "\n".join(bad)
+    assert checked > 50  # the parser still finds the fields
+
+
+def test_every_script_module_and_test_file_the_docs_name_exists():
+    import importlib.util
+    bad = []
+    for rel, text in _doc_texts().items():
+        for number, line in enumerate(text.splitlines(), 1):
+            for m in SCRIPT.finditer(line):
+                if not os.path.isfile(os.path.join(ROOT, "scripts", m.group(1))):
+                    bad.append(f"{rel}:{number}: scripts/{m.group(1)} does not exist")
+            for m in TEST_FILE.finditer(line):
+                if not os.path.isfile(os.path.join(ROOT, "tests", m.group(1))):
+                    bad.append(f"{rel}:{number}: tests/{m.group(1)} does not exist")
+            for m in MODULE.finditer(line):
+                if importlib.util.find_spec(m.group(1)) is None:
+                    bad.append(f"{rel}:{number}: python -m {m.group(1)}: no such module")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_name_checks_catch_a_wrong_name(preset_fields):
+    """The parsers above do see a wrong name (a guard against a check that cannot fail)."""
+    assert PRESET_MENTION.search("run configs/simclr_digitz.py:v2").groups() == ("simclr_digitz", "v2")
+    assert "simclr_digitz" not in _preset_names()
+    m = BARE_PRESET.search("| `moco_digits.py` (`:v2`, `:v9`) |")
+    assert re.findall(r"`:([a-z0-9_]+)`", m.group(3)) == ["v2", "v9"]
+    assert FIELD_NAME.search("set `train.batch_szie=4`").group(1) not in set().union(*preset_fields.values())
+    assert FIELD_FLAG.search("--config.trian.num_steps=1").group(1) == "trian.num_steps"
+
+
+def test_every_preset_docstring_gives_command_hardware_runtime_and_expected():
+    """README: "Each file's docstring gives the command, hardware, runtime and its source"."""
+    import ast
+    bad = []
+    for name in sorted(_preset_names()):
+        with open(os.path.join(ROOT, "configs", f"{name}.py")) as f:
+            doc = ast.get_docstring(ast.parse(f.read())) or ""
+        missing = [k for k in ("Command:", "Hardware:", "Runtime:", "Expected")
+                   if not re.search(rf"^{k}", doc, re.M)]
+        if missing or f"configs/{name}.py" not in doc:
+            bad.append(f"configs/{name}.py: its docstring lacks {missing or 'its own command'}")
+    assert not bad, "\n".join(bad)

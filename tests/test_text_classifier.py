@@ -53,7 +53,7 @@ def test_pydoc_classify_loads_the_encoder_and_reports_baselines(mlm_run, tmp_pat
 
 
 def test_missing_vocabulary_is_a_one_line_config_error(tmp_path):
-    config = load_preset("bert_pydoc_classify", **TINY_CLS)
+    config = load_preset("bert_pydoc_classify", init_from="random", **TINY_CLS)
     with pytest.raises(ValueError, match=r"data\.vocab_file=''.*init_from"):
         train.run(config, str(tmp_path))
 
@@ -62,7 +62,7 @@ def test_missing_vocabulary_is_a_one_line_config_error(tmp_path):
 @pytest.mark.parametrize("task", ["sst2", "mnli"])
 def test_glue_preset_runs_under_mock_data(task, mlm_run, tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
-    config = load_preset("bert_glue", task, model__backbone="bert_tiny",
+    config = load_preset("bert_glue", task, model__backbone="bert_tiny", init_from="random",
                          data__vocab_file=os.path.join(mlm_run, "vocab.txt"), **TINY_CLS)
     with tfds.testing.mock_data(num_examples=24):
         results = train.run(config, str(tmp_path))

@@ -44,7 +44,8 @@ def fixed_batch(setup, inputs: str):
     import numpy as np
 
     from jaxssl import sharding
-    b, s = setup.global_batch, int(setup.config.data.get("image_size", 0) or 0)
+    data = setup.config.data  # a text workload's data section has no image_size
+    b, s = setup.global_batch, int(data.image_size) if "image_size" in data else 0
     rng = np.random.default_rng(0)
     if inputs == "views":
         return sharding.global_batch_from_local(

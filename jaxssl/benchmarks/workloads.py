@@ -172,7 +172,7 @@ def cpu_levers(config, overrides: list[str]) -> list[str]:
     import jax
     levers = []
     if (jax.default_backend() == "cpu" and jax.device_count() == 1
-            and config.model.get("backbone", "").startswith("resnet")
+            and config.model.backbone.startswith("resnet")
             and not any(o.startswith("model.conv_batch_chunk=") for o in overrides)):
         config.model.conv_batch_chunk = CPU_CONV_BATCH_CHUNK
         levers.append(f"conv_batch_chunk={CPU_CONV_BATCH_CHUNK}")

@@ -8,6 +8,7 @@ non-finite state, save errors surface, local or ``gs://``) is listed in :mod:`ja
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -33,10 +34,28 @@ def _item_handlers() -> dict:
     return {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
 
 
+def _check_local_folder(workdir, path: str) -> None:
+    """Raise if ``path`` (or a folder above it) is an existing file, or is not writable."""
+    probe = path
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if os.path.exists(probe) and not os.path.isdir(probe):
+        what = "is a file" if probe == path else f"is inside {probe}, which is a file"
+        raise CheckpointSaveError(
+            f"--workdir={workdir} {what}, not a folder; use a new or existing folder "
+            "(e.g. --workdir=runs/NAME)")
+    if os.path.isdir(probe) and not os.access(probe, os.W_OK | os.X_OK):
+        raise CheckpointSaveError(
+            f"--workdir={workdir}: {probe} is not writable; use a folder you can write to")
+
+
 def check_workdir(workdir: paths.PathLike) -> epath.Path:
     """The resolved workdir, after proving this process can write it (one-line errors).
 
-    Local folders are left to the first write, as always. A URL must be ``gs://`` (orbax
+    A local path must not be (or lie inside) an existing file. A URL must be ``gs://`` (orbax
     writes arrays through tensorstore's ``gcs`` driver and finds steps with
     ``google-cloud-storage``; other schemes would be written to a local folder named after
     the scheme), and a probe object must be writable within
@@ -45,9 +64,13 @@ def check_workdir(workdir: paths.PathLike) -> epath.Path:
     """
     try:
         path = paths.resolve(workdir)
-    except paths.StorageError as e:
-        raise CheckpointSaveError(f"--workdir={workdir}: {e}") from None
+    except paths.StorageError:
+        raise CheckpointSaveError(
+            f"--workdir={workdir}: the scheme {paths.scheme(workdir)}:// is not supported for a "
+            "workdir; use a local path or gs://BUCKET/... (checkpoints are written to a local "
+            "or mounted folder or to gs:// only)") from None
     if not paths.is_remote(path):
+        _check_local_folder(workdir, os.fspath(path))
         return path
     scheme = paths.scheme(path)
     if scheme != "gs":

@@ -140,7 +140,7 @@ def resolve_split(data_cfg, split: str) -> tuple[str, str | None]:
     """``(dataset split, role)`` for ``split``: a role resolved through ``data.<role>_split``
     (``None`` -> :func:`default_splits`), or a dataset split expression used as given."""
     if split in ROLES:
-        chosen = data_cfg.get(f"{split}_split", None)
+        chosen = data_cfg[f"{split}_split"]
         return (chosen if chosen is not None else default_splits(data_cfg.name)[split]), split
     return split, None
 

@@ -64,12 +64,13 @@ class ClassificationEvaluator:
         c, metric = self.config, self.method.metric_name
         correct, counted = accuracy(self.method, state.params, state.model_state,
                                     int(c.eval.batch_size), self.mesh)
-        group = "pretrained" if c.train.init_from else "random_init"
+        from jaxssl.config import init_path
+        group = "pretrained" if init_path(c) else "random_init"
         results = {group: {metric: correct / counted}}
         baselines = tuple(c.classifier.baselines) if "classifier" in c else ()
         if final and "majority_class" in baselines:
             results["majority_class"] = {metric: self.majority_accuracy()}
-        if final and "random_init" in baselines and c.train.init_from:
+        if final and "random_init" in baselines and init_path(c):
             results["random_init"] = self.random_init_baseline(workdir)
         return results
 
@@ -82,9 +83,9 @@ class ClassificationEvaluator:
 
     def random_init_baseline(self, workdir: str) -> dict:
         """The same recipe trained from random initialisation (its own run and workdir)."""
-        from jaxssl import train
+        from jaxssl import config as config_lib, train
         config = ml_collections.ConfigDict(self.config.to_dict())
-        config.train.init_from = None
+        config.train.init_from = config_lib.RANDOM_INIT
         config.classifier.baselines = ()
         config.train.eval_every_steps = 0
         overrides = self.method.baseline_overrides() if hasattr(self.method, "baseline_overrides") \

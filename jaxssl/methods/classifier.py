@@ -107,7 +107,9 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
     Keeps the pretraining ``seed``, ``data`` and ``model`` sections (so the backbone is built
     with the same names and shapes), sets ``method`` ('linear_eval' or 'finetune'), adds the
     ``classifier`` section and freezes the backbone for linear evaluation. The caller sets
-    the protocol's optimizer, schedule, batch, epochs and augmentation.
+    the protocol's optimizer, schedule, batch, epochs and augmentation. Evaluation is on
+    (``eval.enabled``): the run ends by writing its top-1 to ``eval_results.json``.
+    ``init_from`` must be set before the run (a pretraining run, or ``'random'``).
     """
     c = ml_collections.ConfigDict(pretrain_config.to_dict())
     pretrain_method = c.method
@@ -140,7 +142,10 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
     c.augment.update(dict(crop=True, crop_scale=(0.08, 1.0), jitter_prob=0.0,
                           grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0))
     c.data.crop_scale = (0.08, 1.0)
-    c.eval.update(dict(evaluators=("classification",), embedding_map=False, baselines=()))
+    # A protocol run reports its top-1 (eval_results.json) whatever the pretraining preset
+    # did about evaluation (the ImageNet pretraining presets turn it off).
+    c.eval.update(dict(enabled=True, evaluators=("classification",), embedding_map=False,
+                       baselines=()))
     c.loss.temperature = 1.0
     return c
 

@@ -61,7 +61,7 @@ def text_classifier_config(pretrain_config) -> ml_collections.ConfigDict:
     c.optim.update(dict(name="adamw", lr_scaling="none", b1=0.9, b2=0.999, eps=1e-6,
                         weight_decay=0.01, warmup_fraction=0.1, warmup_epochs=0.0,
                         schedule="linear", grad_clip_norm=1.0))
-    c.eval.update(dict(evaluators=("classification",), baselines=()))
+    c.eval.update(dict(enabled=True, evaluators=("classification",), baselines=()))
     return c
 
 
@@ -70,9 +70,11 @@ def vocab_path(config) -> str:
     a parent of the given checkpoint folder)."""
     if config.data.vocab_file:
         return str(config.data.vocab_file)
-    path = config.train.init_from
+    from jaxssl.config import init_path
+    path = init_path(config)
     if not path:
-        raise ValueError("config field data.vocab_file='' is invalid without train.init_from: "
+        raise ValueError("config field data.vocab_file='' is invalid without a pretraining "
+                         "run in init_from: "
                          "pass the pretraining run (--config.init_from=WORKDIR) or its vocab.txt "
                          "(--config.data.vocab_file=WORKDIR/vocab.txt)")
     path = os.path.abspath(path)
