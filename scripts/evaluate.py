@@ -32,13 +32,12 @@ def main(argv):
     import jax
 
     from jaxssl import metrics, paths, train
-    from jaxssl.evaluators import build
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     config = _CONFIG.value
     try:
-        step, results = build.evaluate_checkpoint(config, _WORKDIR.value, _STEP.value,
-                                                  baselines=_BASELINES.value)
+        step, results = train.evaluate_checkpoint(config, _WORKDIR.value, _STEP.value,
+                                                 baselines=_BASELINES.value)
     except ValueError as e:
         raise SystemExit(str(e)) from None
     out = paths.resolve(_WORKDIR.value) / f"eval_results_step{step}.json"
