@@ -1,15 +1,14 @@
-"""Optax transformations the recipes need beyond optax's own.
+"""Optax transformations the recipes need beyond optax's own (a weight-decay schedule is
+optax's: ``optax.adamw(..., weight_decay=schedule)`` since 0.2.7).
 
 * :func:`clip_by_parameter_norm` -- DINO's ``utils.clip_gradients``: each parameter tensor's
   gradient scaled by ``min(1, c / (||g|| + 1e-6))`` (not one global norm).
-* :func:`add_decayed_weights_schedule` -- decoupled weight decay ``u + wd(t) * w`` with a
-  schedule (DINO: cosine 0.04 -> 0.4), for AdamW's ``scale_by_adam -> decay -> lr`` chain.
 * :func:`freeze_for_steps` -- zero the updates of some leaves for the first ``n`` steps (DINO
   freezes its last layer in the first epoch: ``cancel_gradients_last_layer``).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,31 +33,6 @@ def clip_by_parameter_norm(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-class _CountState(NamedTuple):
-    count: jax.Array
-
-
-def add_decayed_weights_schedule(schedule: Callable[[Any], jax.Array],
-                                 mask: Any = None) -> optax.GradientTransformation:
-    """``u + wd(count) * w`` on the leaves ``mask`` selects (a tree or ``params -> tree``)."""
-
-    def init(params):
-        del params
-        return _CountState(jnp.zeros((), jnp.int32))
-
-    def update(updates, state, params=None):
-        if params is None:
-            raise ValueError("add_decayed_weights_schedule needs the params")
-        wd = schedule(state.count)
-        chosen = mask(params) if callable(mask) else mask
-        if chosen is None:
-            chosen = jax.tree.map(lambda _: True, params)
-        new = jax.tree.map(lambda u, w, m: u + wd * w if m else u, updates, params, chosen)
-        return new, _CountState(state.count + 1)
-
-    return optax.GradientTransformation(init, update)
-
-
 def freeze_for_steps(num_steps: int, mask: Callable[[Any], Any]) -> optax.GradientTransformation:
     """Zero the updates of the leaves ``mask(params)`` selects while ``count < num_steps``."""
 
@@ -76,4 +50,4 @@ def freeze_for_steps(num_steps: int, mask: Callable[[Any], Any]) -> optax.Gradie
     return optax.GradientTransformation(init, update)
 
 
-__all__ = ["clip_by_parameter_norm", "add_decayed_weights_schedule", "freeze_for_steps"]
+__all__ = ["clip_by_parameter_norm", "freeze_for_steps"]

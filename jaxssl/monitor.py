@@ -12,8 +12,8 @@ masking bug*):
   - MoCo v3 symmetric ``ctr(q1, k2) + ctr(q2, k1)``, each ``2T * CE`` over N keys:
     ``4 T ln(N)``.
 
-  A method may give its own value with an optional ``chance_loss()`` method (``None``: no
-  loss check). The warning fires when the logged loss has stayed within ``rel_tol`` of that
+  Each method gives its value with ``chance_loss()`` (:class:`jaxssl.methods.base.Method`;
+  ``None``: no loss check), the one home of these formulas. The warning fires when the logged loss has stayed within ``rel_tol`` of that
   value for ``patience`` consecutive logged steps.
 * **Embedding spread collapses.** ``embedding_std`` (a method's metric: the per-dimension
   standard deviation of the L2-normalised embeddings times sqrt(d), about 1 for embeddings
@@ -26,20 +26,6 @@ from __future__ import annotations
 
 import math
 from typing import Mapping
-
-
-def chance_loss(config, method=None) -> float | None:
-    """The loss of uniform similarities for the config's method (see the module docstring)."""
-    if method is not None and method.chance_loss() is not None:
-        return method.chance_loss()
-    n = int(config.train.batch_size)
-    if config.method == "simclr":
-        return math.log(2 * n - 1)
-    if config.method == "moco_v2":
-        return math.log(int(config.moco.queue_size) + 1)
-    if config.method == "moco_v3":
-        return 4.0 * float(config.loss.temperature) * math.log(n)
-    return None
 
 
 class CollapseMonitor:

@@ -262,6 +262,13 @@ def _warmup_factor(step, warmup_steps: int):
     return jnp.minimum(step / warmup_steps, 1.0)
 
 
+def half_cosine(progress, start: float, end: float) -> jax.Array:
+    """``end + (start - end) (1 + cos(pi p)) / 2`` at ``progress`` p in [0, 1]: from ``start``
+    (p = 0) to ``end`` (p = 1). The one half cosine of the library: the learning rate's decay,
+    DINO's weight decay and the EMA teacher's momentum (BYOL, DINO, MoCo v3)."""
+    return end + 0.5 * (start - end) * (1.0 + jnp.cos(jnp.pi * progress))
+
+
 def warmup_cosine_schedule(peak_lr: float, warmup_steps: int, total_steps: int,
                            min_lr: float = 0.0) -> Schedule:
     """Linear warmup 0 -> peak over ``warmup_steps``, then cosine to ``min_lr`` at ``total_steps``.
@@ -277,7 +284,7 @@ def warmup_cosine_schedule(peak_lr: float, warmup_steps: int, total_steps: int,
     def schedule(step):
         t = jnp.asarray(step, jnp.float32)
         progress = jnp.clip((t - warmup_steps) / decay_steps, 0.0, 1.0)
-        cosine = min_lr + 0.5 * (peak_lr - min_lr) * (1.0 + jnp.cos(jnp.pi * progress))
+        cosine = half_cosine(progress, peak_lr, min_lr)
         return jnp.where(t < warmup_steps, peak_lr * _warmup_factor(t, warmup_steps), cosine)
 
     return schedule
@@ -432,7 +439,7 @@ def weight_decay_cosine(start: float, end: float, total_steps: int) -> Schedule:
     """``wd(t) = end + (start - end) * (1 + cos(pi t / T)) / 2`` (DINO ``cosine_scheduler``)."""
     def schedule(step):
         t = jnp.clip(jnp.asarray(step, jnp.float32) / max(int(total_steps), 1), 0.0, 1.0)
-        return end + 0.5 * (start - end) * (1.0 + jnp.cos(jnp.pi * t))
+        return half_cosine(t, start, end)
     return schedule
 
 
@@ -483,16 +490,10 @@ def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
         tx = adamw_no_bias_correction(schedule, b1=float(_field(cfg, "b1")),
                                       b2=float(_field(cfg, "b2")), eps=float(_field(cfg, "eps")),
                                       weight_decay=wd, mask=wd_mask)
-    elif name == "adamw" and wd_end >= 0:  # DINO: decoupled decay on a cosine wd -> wd_end
-        tx = optax.chain(
-            optax.scale_by_adam(b1=float(_field(cfg, "b1")), b2=float(_field(cfg, "b2")),
-                                eps=float(_field(cfg, "eps"))),
-            gradient_transforms.add_decayed_weights_schedule(
-                weight_decay_cosine(wd, wd_end, total_steps), wd_mask),
-            optax.scale_by_learning_rate(schedule))
-    elif name == "adamw":
+    elif name == "adamw":  # DINO: decoupled decay on a cosine wd -> wd_end (optax >= 0.2.7)
+        decay = weight_decay_cosine(wd, wd_end, total_steps) if wd_end >= 0 else wd
         tx = optax.adamw(schedule, b1=float(_field(cfg, "b1")), b2=float(_field(cfg, "b2")),
-                         eps=float(_field(cfg, "eps")), weight_decay=wd, mask=wd_mask)
+                         eps=float(_field(cfg, "eps")), weight_decay=decay, mask=wd_mask)
     else:
         tx = lamb(schedule, b1=float(_field(cfg, "b1")), b2=float(_field(cfg, "b2")),
                   eps=float(_field(cfg, "eps")), weight_decay=wd, mask=wd_mask,

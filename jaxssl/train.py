@@ -50,6 +50,7 @@ rerun the same command to resume.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -57,7 +58,6 @@ import signal
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxssl import checkpoint as checkpoint_lib
@@ -74,16 +74,12 @@ from jaxssl.evaluators import build as eval_build
 from jaxssl.train_loop import nonfinite, throughput
 from jaxssl.train_loop.nonfinite import EXIT_NONFINITE, NonFiniteError  # noqa: F401  (public)
 from jaxssl.train_loop.periodic import Every
+from jaxssl.train_loop.preemption import (EXIT_INTERRUPTED, EXIT_PREEMPTED,  # noqa: F401
+                                          Interrupted, Preempted, PreemptionWatch)
 from jaxssl.train_loop.step_log import StepLog
 from jaxssl.train_loop.step_read import StepReader
 
 EXIT_ERROR = 1
-EXIT_PREEMPTED = 75
-
-
-class Preempted(SystemExit):
-    def __init__(self):
-        super().__init__(EXIT_PREEMPTED)
 
 
 def _tree_all_finite(tree) -> jax.Array:
@@ -158,18 +154,31 @@ def _check_workdir_config(workdir, config, allow_change: bool) -> None:
             "--workdir, or pass --allow_config_change to resume this run with the new config")
 
 
+def validate(config) -> None:
+    """Every check a run's config gets before device work: the shared fields and the
+    method's own (:func:`jaxssl.methods.validate_config`), the dataset's name
+    (:func:`jaxssl.data.pipeline.validate_data`) and the names in ``eval.evaluators``.
+    Raises ``ValueError`` naming field, value and fix."""
+    methods_lib.validate_config(config)
+    method_cls = methods_lib.get_method_class(config.method)
+    pipeline.validate_data(config, method_cls)
+    eval_build.check_names(config, method_cls.default_evaluators)
+
+
 class Setup:
     """Everything a run (or an evaluation of its checkpoints) derives from the config.
 
     In order: the mesh; the training data (``data.pipeline.build_train_data``, from
     ``config.data`` and what the method class declares); the run's length from the data;
-    the method, given the data and ``total_steps``; the optimizer and the abstract state.
-    The evaluators ``config.eval`` lists are built around the method on first use.
+    the method, given the data and ``total_steps``; the optimizer (with the method's
+    ``lr_scales`` and ``wrap_optimizer``) and the abstract state. The evaluators
+    ``config.eval`` lists are built on first use around the method's named functions
+    (:meth:`jaxssl.methods.base.Method.eval_functions`); they never see the method.
     """
 
     def __init__(self, config, *, validated: bool = False):
         if not validated:  # train.run validates before it creates the workdir
-            methods_lib.validate_config(config)
+            validate(config)
         self.config = config
         self.mesh = sharding_lib.make_mesh(config.mesh.num_devices or None)
         self.global_batch = int(config.train.batch_size)
@@ -183,106 +192,33 @@ class Setup:
         self.tx, self.lr_fn = optim.build_optimizer(
             config.optim, global_batch=self.global_batch, total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch)
-        lr_scales = self.method.lr_scales() if hasattr(self.method, "lr_scales") else None
+        lr_scales = self.method.lr_scales()
         if lr_scales is not None:  # layer-wise lr decay: each update times its layer's scale
             self.tx = optax.chain(self.tx, optim.scale_by_tree(lr_scales))
-        if hasattr(self.method, "wrap_optimizer"):  # per-group optimizers, update freezes
-            self.tx = self.method.wrap_optimizer(self.tx, dict(
-                global_batch=self.global_batch, total_steps=self.total_steps,
-                steps_per_epoch=self.steps_per_epoch))
+        # per-group optimizers, update freezes (the default keeps tx)
+        self.tx = self.method.wrap_optimizer(self.tx, dict(
+            global_batch=self.global_batch, total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch))
         init_key = rng.root_key(config.seed, "init")
         self.init_fn = lambda: self.method.init(init_key)  # noqa: E731
         self.abstract_state = state_lib.abstract(self.init_fn, self.tx, self.mesh)
 
     @functools.cached_property
     def evaluators(self) -> list:
-        return eval_build.build_evaluators(self.config, self.mesh, self.method)
+        return eval_build.build_evaluators(self.config, self.mesh, self.method.eval_functions(),
+                                           type(self.method).default_evaluators)
 
     def evaluate(self, state, workdir: str, final: bool) -> dict:
         """The merged results of every evaluator of the config on ``state``."""
         return eval_build.run_evaluators(self.evaluators, state, workdir, final)
 
-
-EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT) after the current step was saved: 128 + SIGINT
-
-
-class Interrupted(Preempted):
-    """Ctrl-C stopped the run after saving the current step: exit code :data:`EXIT_INTERRUPTED`."""
-
-    def __init__(self):
-        SystemExit.__init__(self, EXIT_INTERRUPTED)
-
-
-class PreemptionWatch:
-    """Has a SIGTERM or a Ctrl-C asked this run to stop? Answers the same at the same step on
-    every process.
-
-    SIGTERM and the first Ctrl-C (SIGINT) are stop requests: the current step finishes, is
-    saved, and the run exits with 75 (SIGTERM) or 130 (Ctrl-C). A second Ctrl-C stops the
-    process at once (SIGINT's default action, no save): the last completed checkpoint stays
-    valid, and an unfinished save is ignored and cleaned up by the next start. With JAX's
-    preemption service (several processes), a Ctrl-C is passed on to it as a SIGTERM, so all
-    processes stop at the same step. ``PreemptionWatch.stop_signal`` is the signal of this
-    process's first stop request (None for none, or a SIGTERM caught by the service).
-    """
-
-    stop_signal: int | None = None
-
-    def __init__(self):
-        self._flag = False
-        self._old_handler = None
-        self._old_int_handler = None
-        PreemptionWatch.stop_signal = None
-        self._service = jax.process_count() > 1
-        if self._service:
-            from jax.experimental import multihost_utils
-            try:
-                multihost_utils.reached_preemption_sync_point(-1)
-            except RuntimeError:  # jax_enable_preemption_service is off: own handler + all-gather
-                self._service = False
-        if not self._service:
-            self._old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
-        self._old_int_handler = signal.signal(signal.SIGINT, self._on_sigint)
-
-    def _on_sigterm(self, signum, frame):
-        del signum, frame
-        self._flag = True
-        if PreemptionWatch.stop_signal is None:
-            PreemptionWatch.stop_signal = signal.SIGTERM
-
-    def _on_sigint(self, signum, frame):
-        del signum, frame
-        if PreemptionWatch.stop_signal == signal.SIGINT:  # the second Ctrl-C: stop now
-            os.write(2, b"\nCtrl-C again: stopping now without saving; the last completed "
-                        b"checkpoint stays valid\n")
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGINT)
-            return
-        os.write(2, b"\nCtrl-C: finishing the current step and saving it (Ctrl-C again to stop "
-                    b"at once without saving)\n")
-        if PreemptionWatch.stop_signal is None:
-            PreemptionWatch.stop_signal = signal.SIGINT
-        if self._service:  # the service handles SIGTERM and syncs the stop step over processes
-            os.kill(os.getpid(), signal.SIGTERM)
-        else:
-            self._flag = True
-
-    def should_stop(self, step: int) -> bool:
-        from jax.experimental import multihost_utils
-        if self._service:
-            return bool(multihost_utils.reached_preemption_sync_point(step))
-        if jax.process_count() > 1:
-            flags = multihost_utils.process_allgather(np.array([self._flag], np.int32))
-            return bool(np.any(flags))
-        return self._flag
-
-    def close(self) -> None:
-        if self._old_handler is not None:
-            signal.signal(signal.SIGTERM, self._old_handler)
-            self._old_handler = None
-        if self._old_int_handler is not None:
-            signal.signal(signal.SIGINT, self._old_int_handler)
-            self._old_int_handler = None
+    def baseline_runs(self, workdir: str) -> dict:
+        """``{"random_init": results}`` of the run the method asks for as a baseline
+        (:meth:`jaxssl.methods.base.Method.random_init_baseline`), or ``{}``."""
+        overrides = self.method.random_init_baseline()
+        if overrides is None:
+            return {}
+        return {"random_init": random_init_baseline(self.config, workdir, overrides)}
 
 
 def _with_counters(step_fn):
@@ -315,11 +251,11 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     # A local folder (made absolute) or a URL (gs://...) that every process proved it can
     # write, before any device work.
     workdir = os.fspath(checkpoint_lib.check_workdir(workdir))
-    methods_lib.validate_config(config)
+    validate(config)
     if jax.process_index() == 0:
         paths.makedirs(workdir)
     _check_workdir_config(workdir, config, allow_config_change)
-    setup = Setup(config)  # validates again (cheap): Setup is also built on its own
+    setup = Setup(config, validated=True)
     mesh, global_batch = setup.mesh, setup.global_batch
     run_info.record_start(workdir, config)
     if jax.process_index() == 0:
@@ -335,6 +271,7 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
     results = {}
     if config.eval.enabled:
         results = setup.evaluate(state, workdir, final=True)
+        results.update(setup.baseline_runs(workdir))
         writer.write(setup.total_steps, _flatten_results(results))
         if jax.process_index() == 0:
             paths.write_text(paths.resolve(workdir) / "eval_results.json",
@@ -342,6 +279,45 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
         metrics_lib.log(results_table(results))
     writer.close()
     return results
+
+
+def random_init_baseline(config, workdir: str, overrides: dict) -> dict:
+    """The ``random_init`` results of the same recipe trained from random initialisation:
+    ``config`` with ``overrides`` (``{"section.field": value}``, what
+    :meth:`jaxssl.methods.base.Method.random_init_baseline` returns), run in
+    ``WORKDIR/baselines/random_init`` (a run of its own: resumable, with its checkpoints)."""
+    config = copy.deepcopy(config)
+    for key, value in overrides.items():
+        section, field = key.split(".")
+        config[section][field] = value
+    base_dir = os.path.join(workdir, "baselines", "random_init")
+    print(f"baseline: the same recipe from random initialisation in {base_dir}", flush=True)
+    return run(config, base_dir, allow_config_change=True)["random_init"]
+
+
+def evaluate_checkpoint(config, workdir: str, step: int | None = None,
+                        baselines: bool = False) -> tuple[int, dict]:
+    """``(step, results)`` of the config's evaluators on a run's checkpoint (``scripts/evaluate.py``).
+
+    Restores ``WORKDIR/checkpoints/<step>`` (default: the latest) into the current mesh and
+    runs the evaluators the trainer would (``final=baselines`` adds the baselines).
+    """
+    setup = Setup(config)
+    ckpt = checkpoint_lib.Checkpointer(workdir, async_save=False)
+    try:
+        step = step if step is not None else ckpt.latest_step()
+        if step is None:
+            raise ValueError(f"no checkpoint in {ckpt.directory}; train first or check --workdir")
+        if step not in ckpt.all_steps():
+            raise ValueError(f"--step={step} is not in {ckpt.directory}; available: "
+                             f"{ckpt.all_steps()}")
+        state = ckpt.restore(step, setup.abstract_state)
+    finally:
+        ckpt.close()
+    results = setup.evaluate(state, workdir, final=baselines)
+    if baselines:
+        results.update(setup.baseline_runs(workdir))
+    return step, results
 
 
 def _train(setup: Setup, workdir: str, writer: metrics_lib.MetricWriter):
@@ -369,7 +345,7 @@ def _train(setup: Setup, workdir: str, writer: metrics_lib.MetricWriter):
                        sharding_lib.replicated(mesh)))
     monitor_cfg = config.monitor
     collapse = monitor_lib.CollapseMonitor(
-        monitor_lib.chance_loss(config, method),
+        method.chance_loss(),
         rel_tol=monitor_cfg.collapse_loss_rel_tol, patience=monitor_cfg.collapse_patience,
         std_floor=monitor_cfg.collapse_std_floor)
     step = int(jax.device_get(state.step))
@@ -455,15 +431,9 @@ def _initial_state(ckpt, abstract_state, fresh_state, train_cfg, method, mesh):
         return fresh_state()
     state = fresh_state()
     if train_cfg.init_from and train_cfg.init_from != config_lib.RANDOM_INIT:
-        if hasattr(method, "init_from"):  # e.g. a classifier: the pretrained backbone only
-            state, loaded = method.init_from(train_cfg.init_from, state, mesh)
-            metrics_lib.log(f"init_from {train_cfg.init_from}: loaded {', '.join(loaded)}")
-        else:
-            state, loaded, initialised = checkpoint_lib.init_from(train_cfg.init_from, state, mesh)
-            metrics_lib.log(
-                f"init_from {train_cfg.init_from}: loaded {len(loaded)} leaves "
-                f"({', '.join(loaded)}); newly initialised {len(initialised)} leaves "
-                f"({', '.join(initialised) or 'none'})")
+        # a classifier loads its backbone only; the default, what matches
+        state, loaded = method.init_from(train_cfg.init_from, state, mesh)
+        metrics_lib.log(f"init_from {train_cfg.init_from}: loaded {', '.join(loaded)}")
     return state
 
 

@@ -53,13 +53,12 @@ def main(argv):
     import jax
 
     from jaxssl import methods, metrics, paths, train
-    from jaxssl.evaluators import build
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     config = _CONFIG.value
     methods.validate_config(config)
     check_request(_WORKDIR.value, _STEP.value)
-    step, results = build.evaluate_checkpoint(config, _WORKDIR.value, _STEP.value,
+    step, results = train.evaluate_checkpoint(config, _WORKDIR.value, _STEP.value,
                                               baselines=_BASELINES.value)
     out = paths.resolve(_WORKDIR.value) / f"eval_results_step{step}.json"
     if jax.process_index() == 0:

@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from jaxssl.methods.base import Method
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "simclr_digits.py")
 
@@ -78,14 +80,15 @@ def tiny_points_data(config, mesh, method_cls):
     return TrainData(DeviceFeeder({"x": data}, int(config.train.batch_size), int(config.seed), mesh))
 
 
-class TinyMethod:
+class TinyMethod(Method):
     """A method that compiles in about a second, for in-process tests of the trainer's logic.
 
     ``backbone`` (8 -> 16, tanh) and ``head`` (16 -> ``model.head_output_dim``) on 256 fixed
     random 8-d points, a running mean of the hidden features in ``model_state['batch_stats']``
     (BatchNorm-like state), per-example noise keyed by (seed, step) like an augmentation, and a
     regression loss. Register it with :func:`register_tiny_method`; ``config.method='tiny'``.
-    It implements the whole contract of ``jaxssl.methods.base.Method`` without subclassing it.
+    It implements the abstract methods of ``jaxssl.methods.base.Method`` and keeps its hooks'
+    defaults.
     """
 
     unit = "img"
@@ -252,7 +255,7 @@ def state_hashes(path: str) -> dict[str, str]:
     """
     from jaxssl import checkpoint
     tree, _ = checkpoint.load_tree(path)
-    flat = checkpoint._flat(tree)  # noqa: SLF001 - the same path naming as the checkpoint
+    flat = checkpoint.flat_leaves(tree)  # the same path naming as the checkpoint
     groups: dict[str, hashlib._Hash] = {}
     for name in sorted(flat):
         x = np.asarray(flat[name])
@@ -462,10 +465,10 @@ def equiv_worker(out_dir: str) -> None:
     pid = jax.process_index()
     np.save(os.path.join(out_dir, f"rows_p{pid}.npy"), rows)
     if pid == 0:
-        host = checkpoint._to_host  # noqa: SLF001
+        host = checkpoint.to_host
         out = {"loss": host(loss)}
-        out.update({f"grad/{k}": host(v) for k, v in checkpoint._flat(grads).items()})  # noqa: SLF001
-        out.update({f"bn/{k}": host(v) for k, v in checkpoint._flat(new_ms).items()})  # noqa: SLF001
+        out.update({f"grad/{k}": host(v) for k, v in checkpoint.flat_leaves(grads).items()})
+        out.update({f"bn/{k}": host(v) for k, v in checkpoint.flat_leaves(new_ms).items()})
         out["meta/devices"] = np.array(jax.device_count())
         out["meta/processes"] = np.array(jax.process_count())
         out["meta/num_examples"] = np.array(feeder.num_examples)

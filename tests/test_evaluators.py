@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from jaxssl import sharding
+from jaxssl.data.feeder import DeviceReader
 from jaxssl.evaluators import features as features_lib
 from jaxssl.evaluators import knn as knn_lib
 from jaxssl.evaluators import linear_probe as lp
@@ -58,7 +59,7 @@ def digits_split():
 # ----------------------------------------------------------------------------- features
 
 @pytest.mark.parametrize("num_devices", [1, 3, 8])
-def test_extract_features_matches_one_shot_on_any_device_count(num_devices):
+def test_extract_split_matches_one_shot_on_any_device_count(num_devices):
     mesh = sharding.make_mesh(num_devices)
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(37, 4, 4, 3), dtype=np.uint8)  # 37: prime, not a batch multiple
@@ -69,24 +70,21 @@ def test_extract_features_matches_one_shot_on_any_device_count(num_devices):
         x = batch.astype(jnp.float32).reshape(batch.shape[0], -1) / 255.0
         return jnp.tanh(x @ proj) + jnp.arange(5.0)[None, :]
 
-    out = features_lib.extract_features(embed, images, batch_size=8, mesh=mesh)
+    labels = np.arange(37, dtype=np.int32) % 4
+    reader = DeviceReader({"image": images, "label": labels}, mesh)
+    out, got_labels = features_lib.extract_split(embed, reader, 37, batch_size=8, mesh=mesh)
     expected = np.asarray(embed(jnp.asarray(images)))
     assert out.shape == (37, 5) and out.dtype == np.float32
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got_labels, labels)
 
 
-def test_padded_batch_size_is_a_multiple_of_the_device_count():
-    assert features_lib.padded_batch_size(8, sharding.make_mesh(3)) == 9
-    assert features_lib.padded_batch_size(16, sharding.make_mesh(8)) == 16
-    assert features_lib.padded_batch_size(5, sharding.make_mesh(8)) == 8
-    with pytest.raises(ValueError, match="batch_size=0"):
-        features_lib.padded_batch_size(0, sharding.make_mesh(1))
-
-
-def test_extract_features_rejects_non_2d_embeddings():
+def test_extract_split_rejects_non_2d_embeddings():
+    mesh = sharding.make_mesh(1)
+    reader = DeviceReader({"image": np.zeros((4, 2, 2), np.float32),
+                           "label": np.zeros((4,), np.int32)}, mesh)
     with pytest.raises(ValueError, match=r"features \[batch, D\]"):
-        features_lib.extract_features(lambda b: b, np.zeros((4, 2, 2), np.float32), 4,
-                                      sharding.make_mesh(1))
+        features_lib.extract_split(lambda b: b, reader, 4, 4, mesh)
 
 
 # ----------------------------------------------------------------------------- kNN

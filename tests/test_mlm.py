@@ -147,8 +147,8 @@ def test_evaluation_counts_every_held_out_row_once_on_1_and_8_devices(pydoc_tiny
         mesh = sharding.make_mesh(devices=jax.devices()[:n])
         method = make_mlm(cfg, mesh)
         params, _ = jax.jit(method.init)(rng.root_key(cfg.seed, "init"))
-        results[n] = MaskedLMEvaluator(cfg, mesh, method)(types.SimpleNamespace(params=params), "",
-                                                       final=True)
+        results[n] = MaskedLMEvaluator(cfg, mesh, **method.eval_functions())(
+            types.SimpleNamespace(params=params), "", final=True)
     rows = method.text.test
     num_rows = rows["ids"].shape[0]
     assert num_rows % 200 != 0         # the last eval batch is padded on both meshes

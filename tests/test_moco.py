@@ -79,7 +79,7 @@ def v2_groups():
         config=config, setup=setup, state=state, method=method,
         step_fn=jax.jit(train.make_train_step(method, setup.tx, setup.lr_fn)),
         keys_fn=jax.jit(method.keys),
-        key_view_fn=jax.jit(lambda batch, s: method.two_views(batch, s, method.view_cfg_b)[1]))
+        key_view_fn=jax.jit(lambda batch, s: method.two_views(batch, s)[1]))
 
 
 def test_teacher_is_ema_of_new_params_and_gets_no_gradient(v2_groups):
@@ -236,7 +236,7 @@ def test_shuffle_bn_across_8_devices():
     method = setup.method
     run = SimpleNamespace(
         config=config, setup=setup, state=state, method=method, keys_fn=jax.jit(method.keys),
-        key_view_fn=jax.jit(lambda batch, s: method.two_views(batch, s, method.view_cfg_b)[1]))
+        key_view_fn=jax.jit(lambda batch, s: method.two_views(batch, s)[1]))
     _check_shuffled_keys(run, groups=8)
 
 

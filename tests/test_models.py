@@ -591,7 +591,7 @@ def test_registry_creates_configured_backbones(name, kwargs, cls, dim):
     model = registry.create_backbone(name, **kwargs)
     assert type(model) is cls
     assert all(getattr(model, k) == v for k, v in kwargs.items())
-    assert registry.backbone_feature_dim(name, **kwargs) == dim == model.feature_dim
+    assert model.feature_dim == dim
 
 
 def test_registry_dtype_by_name_and_errors():
@@ -599,7 +599,7 @@ def test_registry_dtype_by_name_and_errors():
     with pytest.raises(ValueError, match=r"model\.backbone.*resnet18.*vit_base"):
         registry.create_backbone("resnet101")
     with pytest.raises(ValueError, match=r"model\.backbone"):
-        registry.backbone_feature_dim("vgg16")
+        registry.create_backbone("vgg16")
     with pytest.raises(ValueError, match="patch_size"):
         registry.create_backbone("resnet50", patch_size=16)
     with pytest.raises(ValueError, match="model.dtype"):

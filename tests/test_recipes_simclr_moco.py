@@ -359,7 +359,7 @@ def test_mocov2_symmetric_loss_and_two_queues_match_a_per_direction_loop():
     step = jnp.int32(0)
     loss, (new_state, _) = jax.jit(method.loss)(params, ms, batch, step)
 
-    views = method.two_views(batch, step, method.view_cfg_b)
+    views = method.two_views(batch, step)
     q, k = [], []
     for view in views:
         zq, _ = method.encoder.apply({"params": params, "batch_stats": ms["batch_stats"]}, view,
@@ -528,11 +528,11 @@ def test_input_normalisation_equals_normalising_the_images():
 
 
 def test_resnet_options_reach_the_backbones():
-    from jaxssl.methods import moco, simclr
+    from jaxssl.methods import moco
     c = load_preset("mocov2_cifar10")
     backbone = moco.build_backbone(c.model)
     assert (backbone.zero_init_last_bn, backbone.cifar_stem_padding) == (False, 2)
     assert tuple(backbone.input_mean) == tuple(c.model.input_mean) != ()
     s = load_preset("simclr_cifar10")
-    kwargs = simclr.backbone_kwargs(s.model)
-    assert kwargs["zero_init_last_bn"] is True and kwargs["cifar_stem_padding"] == 1
+    backbone = moco.build_backbone(s.model)
+    assert backbone.zero_init_last_bn is True and backbone.cifar_stem_padding == 1

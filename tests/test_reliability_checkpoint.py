@@ -53,7 +53,7 @@ def abstract_state(config=None):
 
 
 def host(tree):
-    return {k: np.asarray(v) for k, v in checkpoint._flat(tree).items()}  # noqa: SLF001
+    return {k: np.asarray(v) for k, v in checkpoint.flat_leaves(tree).items()}
 
 
 # ----------------------------------------------------------------------------- item 3

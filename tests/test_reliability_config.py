@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ import drill_helpers
 from jaxssl import methods
 from jaxssl import losses, metrics, monitor, run_info, train
 from jaxssl import sharding as sharding_lib
+from jaxssl.data.feeder import DeviceReader
 from jaxssl.evaluators import features, protocol, representation
 
 
@@ -125,7 +127,7 @@ def test_workdir_with_a_different_config_is_refused_unless_allowed(tmp_path, mon
     class Reached(Exception):
         pass
 
-    def reached(config):
+    def reached(config, **unused):
         raise Reached
 
     monkeypatch.setattr(train, "Setup", reached)
@@ -155,7 +157,9 @@ def test_eval_features_count_every_example_once_on_1_3_8_devices(num_examples, b
     results = []
     for n_dev in (1, 3, 8):
         mesh = sharding_lib.make_mesh(devices=jax.devices()[:n_dev])
-        got = features.extract_features(embed, images, batch_size, mesh)
+        reader = DeviceReader({"image": images,
+                               "label": np.zeros((num_examples,), np.int32)}, mesh)
+        got, _ = features.extract_split(embed, reader, num_examples, batch_size, mesh)
         assert got.shape == (num_examples, 3)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
         results.append(got)
@@ -174,11 +178,13 @@ def test_knn_and_linear_inputs_have_exactly_the_split_sizes(monkeypatch):
         return {}
 
     monkeypatch.setattr(protocol, "evaluate_features", capture)
-    train_src, test_src = representation.labelled_splits(config.data)
     for n_dev in (1, 8):
         mesh = sharding_lib.make_mesh(devices=jax.devices()[:n_dev])
-        representation.evaluate_embedding(
-            lambda x: x.reshape(x.shape[0], -1).astype(jnp.float32), config, mesh)
+        evaluator = representation.RepresentationEvaluator(
+            config, mesh, features=None, init=None)
+        evaluator.evaluate_embedding(
+            lambda s: lambda x: x.reshape(x.shape[0], -1).astype(jnp.float32))
+        train_src, test_src = (s.source for s in evaluator.splits)
         assert seen["train"][0] == seen["y_train"][0] == len(train_src.images)
         assert seen["test"][0] == seen["y_test"][0] == len(test_src.images)
         assert len(train_src.images) % 100 and len(test_src.images) % 100
@@ -186,20 +192,22 @@ def test_knn_and_linear_inputs_have_exactly_the_split_sizes(monkeypatch):
 
 # ----------------------------------------------------------------------------- collapse monitor
 def test_chance_losses_equal_the_losses_of_identical_embeddings():
+    """Each method's ``chance_loss`` (the one home of the formula) is its loss on identical
+    embeddings."""
+    from jaxssl.methods.moco import MoCoV2, MoCoV3
+    from jaxssl.methods.simclr import SimCLR
     n, d = 16, 8
     z = jnp.ones((n, d))  # every embedding the same: all similarities equal
-    simclr = tiny(**{"train.batch_size": n})
-    assert monitor.chance_loss(simclr) == pytest.approx(float(losses.nt_xent(z, z, 0.5)), rel=1e-5)
-    assert monitor.chance_loss(simclr) == pytest.approx(math.log(2 * n - 1))
-    mocov2 = tiny(method="moco_v2", **{"train.batch_size": n})
-    with mocov2.unlocked():
-        mocov2.moco = ml_collections.ConfigDict(dict(queue_size=64))
+    config = tiny(**{"train.batch_size": n, "loss.temperature": 0.2})
+    simclr = types.SimpleNamespace(config=config, loss_scale=1.0)
+    assert SimCLR.chance_loss(simclr) == pytest.approx(float(losses.nt_xent(z, z, 0.5)), rel=1e-5)
+    assert SimCLR.chance_loss(simclr) == pytest.approx(math.log(2 * n - 1))
     queue = jnp.ones((64, d)) / math.sqrt(d)
-    assert monitor.chance_loss(mocov2) == pytest.approx(
+    assert MoCoV2.chance_loss(types.SimpleNamespace(queue_size=64)) == pytest.approx(
         float(losses.info_nce(z, z, queue, 0.2)), rel=1e-5)
-    mocov3 = tiny(method="moco_v3", **{"train.batch_size": n, "loss.temperature": 0.2})
     sym = 2 * float(losses.mocov3_contrastive(z, z, 0.2))
-    assert monitor.chance_loss(mocov3) == pytest.approx(sym, rel=1e-5)
+    assert MoCoV3.chance_loss(types.SimpleNamespace(config=config, temperature=0.2)) == \
+        pytest.approx(sym, rel=1e-5)
 
 
 def test_collapse_monitor_warns_with_the_step_when_loss_stays_at_chance():

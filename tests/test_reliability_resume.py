@@ -97,7 +97,7 @@ def test_moco_v2_resume_is_bit_identical_including_teacher_and_queue(tmp_path, m
     train.run(config, split)
     a, _ = checkpoint.load_tree(full)
     b, _ = checkpoint.load_tree(split)
-    fa, fb = checkpoint._flat(a), checkpoint._flat(b)  # noqa: SLF001
+    fa, fb = checkpoint.flat_leaves(a), checkpoint.flat_leaves(b)
     assert fa.keys() == fb.keys()
     assert any(k.startswith("model_state/queue") for k in fa)
     assert any(k.startswith("model_state/teacher/") for k in fa)

@@ -2,7 +2,7 @@
 
 * ``data.in_memory=False`` reads each eval batch on the host through the source's reader
   (the ImageNet path) and must give exactly the kNN and L-BFGS numbers of ``True``.
-* ``scripts/evaluate.py``'s path (``evaluators.build.evaluate_checkpoint``) completes for
+* ``scripts/evaluate.py``'s path (``train.evaluate_checkpoint``) completes for
   every ImageNet and CIFAR preset under ``tfds.testing.mock_data``, counting each
   validation example once (slow: one short run per preset).
 """
@@ -17,7 +17,6 @@ import pytest
 
 from jaxssl import checkpoint, train
 from jaxssl.config import load_preset
-from jaxssl.evaluators import build
 from jaxssl.evaluators.representation import RepresentationEvaluator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,12 +36,12 @@ def test_streamed_evaluation_equals_in_memory_and_counts_every_example_once(digi
     results, counts = {}, {}
     for in_memory in (True, False):
         config = load_preset("simclr_digits", data__in_memory=in_memory, **TINY)
-        step, results[in_memory] = build.evaluate_checkpoint(config, digits_run)
+        step, results[in_memory] = train.evaluate_checkpoint(config, digits_run)
         setup = train.Setup(config)
         ckpt = checkpoint.Checkpointer(digits_run, async_save=False)
         state = ckpt.restore(step, setup.abstract_state)
         ckpt.close()
-        evaluator = RepresentationEvaluator(config, setup.mesh, setup.method)
+        evaluator = RepresentationEvaluator(config, setup.mesh, **setup.method.eval_functions())
         feats = evaluator.split_features(
             lambda s: evaluator.embed_fn(state.params, state.model_state, s.host_cropped))
         counts[in_memory] = {role: (f.shape[0], np.bincount(y).tolist())
@@ -116,9 +115,9 @@ def test_every_preset_evaluates_under_mock_data(preset, arg, extra, tmp_path):
     workdir = str(tmp_path)
     with tfds.testing.mock_data(num_examples=20):
         train.run(config, workdir)
-        step, results = build.evaluate_checkpoint(config, workdir)
+        step, results = train.evaluate_checkpoint(config, workdir)
         setup = train.Setup(config)
-        evaluator = RepresentationEvaluator(config, setup.mesh, setup.method)
+        evaluator = RepresentationEvaluator(config, setup.mesh, **setup.method.eval_functions())
         ckpt = checkpoint.Checkpointer(workdir, async_save=False)
         state = ckpt.restore(step, setup.abstract_state)
         ckpt.close()

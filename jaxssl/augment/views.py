@@ -116,11 +116,6 @@ class ViewSpec:
                                  members=tuple(m.name for m in members)))
         return tuple(out)
 
-    def without_crop(self) -> "ViewSpec":
-        """The same spec with the device crop off (the host already cropped and resized)."""
-        return ViewSpec(tuple(dataclasses.replace(g, augment=dataclasses.replace(g.augment, crop=False))
-                              for g in self.groups))
-
 
 def group_from_config(name: str, count: int, augment_cfg: Any, size: int,
                       overrides: Mapping[str, Any] | None = None) -> ViewGroup:

@@ -8,7 +8,7 @@ One module per job, every public name re-exported here (``from jaxssl import che
 * :mod:`~jaxssl.checkpoint.integrity`: leaf names (:func:`path_str`), per-leaf fingerprints and
   their verification, stored-vs-expected tree differences.
 * :mod:`~jaxssl.checkpoint.partial`: loading outside a resume: :func:`resolve`,
-  :func:`load_tree` (exports, ``init_from``) and :func:`init_from`.
+  :func:`load_tree` (exports, ``init_from``), :func:`init_from` and :func:`load_subtree`.
 * :mod:`~jaxssl.checkpoint.errors`: :class:`CheckpointError` and its subclasses.
 
 Layout of one step (``WORKDIR/checkpoints/<step>/``): ``state/`` (the TrainState, orbax
@@ -47,15 +47,12 @@ from jaxssl.checkpoint.errors import (CheckpointCorruptError, CheckpointError,
 from jaxssl.checkpoint.integrity import (fingerprint, flat_leaves, path_str, to_host,
                                          tree_differences, verify)
 from jaxssl.checkpoint.manager import FORMAT_VERSION, Checkpointer, check_workdir, is_finished
-from jaxssl.checkpoint.partial import init_from, load_tree, resolve
-
-# The names tests and drill helpers used before the split (same objects).
-_flat = flat_leaves
-_to_host = to_host
+from jaxssl.checkpoint.partial import init_from, load_subtree, load_tree, resolve
 
 __all__ = [
     "FORMAT_VERSION", "CheckpointCorruptError", "CheckpointError", "CheckpointMismatchError",
     "CheckpointSaveError", "Checkpointer", "NonFiniteStateError", "check_workdir", "fingerprint",
-    "flat_leaves", "init_from", "is_finished", "load_tree", "path_str", "resolve", "to_host",
+    "flat_leaves", "init_from", "is_finished", "load_subtree", "load_tree", "path_str",
+    "resolve", "to_host",
     "tree_differences", "verify",
 ]

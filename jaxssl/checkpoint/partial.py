@@ -4,7 +4,8 @@
 * :func:`load_tree`: the whole stored state as a dict tree (verified), whatever model or device
   count wrote it.
 * :func:`init_from`: the leaves of ``params`` / ``model_state`` that match a new state by path
-  and shape; the only partial load there is.
+  and shape (the lenient partial load, the default of ``train.init_from``).
+* :func:`load_subtree`: one subtree loaded strictly (a classifier's pretrained backbone).
 """
 from __future__ import annotations
 
@@ -90,3 +91,34 @@ def init_from(path: paths.PathLike, state: Any, mesh) -> tuple[Any, list[str], l
             f"train.init_from={str(path)!r}: no parameter matches the config's model by name and "
             f"shape (checkpoint has e.g. {sorted(stored_flat)[:5]}); check the path and the model")
     return state.replace(params=params, model_state=model_state), loaded, initialised
+
+
+def load_subtree(mine: Any, theirs: Any, path: str, where: str, *,
+                 may_be_new: tuple[str, ...] = ()) -> Any:
+    """``theirs`` placed with ``mine``'s shardings: the strict partial load of one subtree (a
+    pretrained backbone into a classifier).
+
+    Every leaf of ``mine`` must exist in ``theirs`` with the same shape and dtype, except
+    leaves under a first-level key in ``may_be_new`` (new modules, e.g. a fine-tuning
+    ``fc_norm``), which keep their value. ``path`` (the checkpoint) and ``where`` (the
+    subtree's name in it) only name things in the :class:`CheckpointError` raised otherwise.
+    """
+    mine_flat = {path_str(p): x for p, x in jax.tree_util.tree_flatten_with_path(mine)[0]}
+    theirs_flat = {path_str(p): x for p, x in jax.tree_util.tree_flatten_with_path(theirs)[0]}
+    for name, x in mine_flat.items():
+        old = theirs_flat.get(name)
+        if old is None and name.split("/")[0] in may_be_new:
+            continue
+        if old is None:
+            raise CheckpointError(
+                f"train.init_from={path!r}: {where}/{name} is missing from the checkpoint "
+                f"(it holds e.g. {sorted(theirs_flat)[:3]}); the config's model.* fields must "
+                "match the pretraining run's")
+        if tuple(old.shape) != tuple(x.shape) or old.dtype != x.dtype:
+            raise CheckpointError(
+                f"train.init_from={path!r}: {where}/{name} is {old.dtype}{list(old.shape)} in "
+                f"the checkpoint but {x.dtype}{list(x.shape)} here; the config's model.* "
+                "fields must match the pretraining run's")
+    return jax.tree_util.tree_map_with_path(
+        lambda p, x: jax.device_put(theirs_flat[path_str(p)], x.sharding)
+        if path_str(p) in theirs_flat else x, mine)

@@ -134,8 +134,3 @@ def eval_batches(n: int, batch_size: int, num_shards: int) -> Iterator[tuple[np.
         mask = np.zeros(rows, bool)
         mask[:real.size] = True
         yield indices, mask
-
-
-def num_eval_batches(n: int, batch_size: int, num_shards: int) -> int:
-    """How many batches :func:`eval_batches` yields: ``ceil(n / L)``."""
-    return math.ceil(n / eval_batch_size(batch_size, num_shards))

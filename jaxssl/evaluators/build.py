@@ -1,16 +1,29 @@
-"""The evaluators a run's ``config.eval.evaluators`` names, built around its method.
+"""The evaluators a run's ``config.eval.evaluators`` names, built around named functions.
 
-Each evaluator is ``evaluator(state, workdir, final) -> dict`` (JSON-serialisable; the trainer
-merges the dicts of all evaluators into ``eval_results.json``). It reads only what a method
-declares for evaluation (:meth:`jaxssl.methods.base.Method.features`, ``init``), so
-evaluation is the same code for every method and for ``scripts/evaluate.py``. An empty
-``config.eval.evaluators`` runs the method class's ``default_evaluators``.
+Evaluators never see the method, the trainer or the training data. As big_vision hands its
+evaluators a ``predict_fn``, the trainer (:class:`jaxssl.train.Setup`) hands each evaluator
+class the method's named jittable functions as keywords, and the evaluator builds its own
+data from ``config.data``::
 
-  ``representation``  kNN + linear probe of the frozen features, and baselines
+    Evaluator(config, mesh, *, init, features, logits, masked_logits)
+    evaluator(state, workdir, final) -> dict      # JSON-serialisable; the trainer merges them
+
+    init(key) -> (params, model_state)                             the random-init baseline
+    features(params, model_state, inputs) -> [B, D]                frozen representation
+    logits(params, model_state, inputs) -> [B, K]                  classifier logits
+    masked_logits(params, ids, segment_ids, attention_mask, positions) -> [B, P, V]
+
+``inputs`` are eval-preprocessed float images ``[B, S, S, C]`` in [0, 1] (image data) or a
+token batch ``{ids, segment_ids, attention_mask}`` (text data). A method that lacks one
+raises ``TypeError`` when it is called. An empty ``config.eval.evaluators`` runs the method
+class's ``default_evaluators``.
+
+  ``representation``  kNN + linear probe of ``features``, and baselines
                       (:mod:`jaxssl.evaluators.representation`)
   ``embedding_map``   t-SNE picture of test features, pretrained vs random init (end of run)
-  ``masked_lm``       held-out masked-token accuracy and perplexity (:mod:`jaxssl.evaluators.mlm`)
-  ``classification``  top-1 accuracy of a classifier on the test split, every example once
+  ``masked_lm``       held-out masked-token accuracy and perplexity of ``masked_logits``
+                      (:mod:`jaxssl.evaluators.mlm`)
+  ``classification``  top-1 accuracy of ``logits`` on the held-out split, every example once
                       (:mod:`jaxssl.evaluators.classification`)
 """
 from __future__ import annotations
@@ -27,30 +40,32 @@ _EVALUATORS: dict[str, tuple[str, str]] = {
 KNOWN_EVALUATORS = tuple(_EVALUATORS)
 
 
-def evaluator_names(config, method_cls) -> tuple[str, ...]:
-    """The evaluators a run uses: ``config.eval.evaluators`` or the method's defaults (plus
-    ``embedding_map`` when ``eval.embedding_map`` is set)."""
-    names = tuple(config.eval.evaluators or method_cls.default_evaluators)
+def evaluator_names(config, defaults: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The evaluators a run uses: ``config.eval.evaluators``, else ``defaults`` (the method
+    class's ``default_evaluators``), plus ``embedding_map`` when ``eval.embedding_map`` is set."""
+    names = tuple(config.eval.evaluators or defaults)
     if config.eval.embedding_map and "embedding_map" not in names:
         names += ("embedding_map",)
     return names
 
 
-def check_names(config, method_cls) -> None:
+def check_names(config, defaults: tuple[str, ...] = ()) -> None:
     """Raise naming ``eval.evaluators`` if it lists an unknown evaluator."""
-    for name in evaluator_names(config, method_cls):
+    for name in evaluator_names(config, defaults):
         if name not in _EVALUATORS:
             raise ValueError(f"config field eval.evaluators contains {name!r}, which is not an "
                              f"evaluator; use some of {list(KNOWN_EVALUATORS)}")
 
 
-def build_evaluators(config, mesh, method) -> list[Callable]:
-    """The evaluator objects of ``config`` for ``method`` (nothing is loaded until called)."""
-    check_names(config, type(method))
+def build_evaluators(config, mesh, functions: dict[str, Callable],
+                     defaults: tuple[str, ...] = ()) -> list[Callable]:
+    """The evaluator objects of ``config`` around ``functions`` (``{name: jittable fn}``, see
+    the module docstring); nothing is loaded until an evaluator is called."""
+    check_names(config, defaults)
     out = []
-    for name in evaluator_names(config, type(method)):
+    for name in evaluator_names(config, defaults):
         module, cls = _EVALUATORS[name]
-        out.append(getattr(importlib.import_module(module), cls)(config, mesh, method))
+        out.append(getattr(importlib.import_module(module), cls)(config, mesh, **functions))
     return out
 
 
@@ -62,28 +77,5 @@ def run_evaluators(evaluators, state, workdir: str, final: bool) -> dict:
     return results
 
 
-def evaluate_checkpoint(config, workdir: str, step: int | None = None,
-                        baselines: bool = False) -> tuple[int, dict]:
-    """``(step, results)`` of the config's evaluators on a run's checkpoint (``scripts/evaluate.py``).
-
-    Restores ``WORKDIR/checkpoints/<step>`` (default: the latest) into the current mesh and
-    runs the evaluators the trainer would (``final=baselines`` adds the baselines).
-    """
-    from jaxssl import checkpoint, train
-    setup = train.Setup(config)
-    ckpt = checkpoint.Checkpointer(workdir, async_save=False)
-    try:
-        step = step if step is not None else ckpt.latest_step()
-        if step is None:
-            raise ValueError(f"no checkpoint in {ckpt.directory}; train first or check --workdir")
-        if step not in ckpt.all_steps():
-            raise ValueError(f"--step={step} is not in {ckpt.directory}; available: "
-                             f"{ckpt.all_steps()}")
-        state = ckpt.restore(step, setup.abstract_state)
-    finally:
-        ckpt.close()
-    return step, setup.evaluate(state, workdir, final=baselines)
-
-
-__all__ = ["build_evaluators", "run_evaluators", "evaluate_checkpoint", "evaluator_names", "check_names",
+__all__ = ["build_evaluators", "run_evaluators", "evaluator_names", "check_names",
            "KNOWN_EVALUATORS"]

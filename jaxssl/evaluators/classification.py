@@ -1,68 +1,144 @@
 """Top-1 accuracy of a classifier run (linear evaluation, fine-tuning, text classification).
 
-``config.eval.evaluators`` entry ``'classification'``. The held-out split is read in order
-in fixed-shape batches through the method's sharded reader; padding rows are masked out, so
-each example counts exactly once on any device and process count. The method provides
-``test_reader() -> (reader, num_examples)``, a jittable ``batch_logits(params, model_state,
-batch) -> [B, K]``, ``train_labels()`` and ``metric_name`` (``linear_all``, ``finetune_10``,
-``accuracy``...). Results::
+``config.eval.evaluators`` entry ``'classification'``, around the run's named function
+``logits(params, model_state, inputs) -> [B, K]`` (:mod:`jaxssl.evaluators.build`). The
+evaluator builds the held-out split from ``config.data``: an image dataset's labelled test
+split (centre crops, :class:`jaxssl.evaluators.representation.LabelledSplit`), or a text
+task's held-out split tokenised with the run's vocabulary
+(:func:`jaxssl.data.pipeline.text_classification_split`). It is read in order in fixed-shape
+batches; padding rows are masked out, so each example counts exactly once on any device and
+process count. Results (the metric is ``linear_all``, ``finetune_10``... for images,
+``accuracy`` for text)::
 
-    {"pretrained" | "random_init": {metric_name: accuracy},     # this run (init_from or not)
-     "random_init": {metric_name: accuracy},                    # classifier.baselines
-     "majority_class": {metric_name: accuracy}}                 # classifier.baselines
+    {"pretrained" | "random_init": {metric: accuracy},     # this run (init_from or not)
+     "majority_class": {metric: accuracy}}                 # classifier.baselines
 
-The ``random_init`` baseline trains the same recipe from random initialisation in
-``WORKDIR/baselines/random_init`` (a run of its own: resumable, with its own checkpoints).
+The ``random_init`` baseline of ``classifier.baselines`` (the same recipe trained from
+random initialisation) is a run of its own, which the trainer starts after this one
+(:meth:`jaxssl.methods.base.Method.random_init_baseline`).
 """
 from __future__ import annotations
 
+import functools
 import math
-import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from jaxssl import sharding as sharding_lib
-from jaxssl.data import batching
+from jaxssl.data import batching, pipeline
+from jaxssl.data import text_classification as tc
+from jaxssl.data.feeder import DeviceReader
+
+TEXT_INPUTS = ("ids", "segment_ids", "attention_mask")
 
 
-def accuracy(method, params, model_state, batch_size: int, mesh) -> tuple[int, int]:
-    """``(correct, counted)`` of ``method`` on its held-out split, every example once."""
-    reader, num_examples = method.test_reader()
+def is_text_task(data_cfg) -> bool:
+    """Does ``data_cfg`` name a text classification task (rather than an image dataset)?"""
+    name = data_cfg.name
+    return isinstance(name, str) and (name == tc.PYDOC_TASK or name.startswith(tc.GLUE_PREFIX))
+
+
+def metric_name(config) -> str:
+    """``accuracy`` (text), else ``linear_all`` / ``finetune_10``...: what the run measures."""
+    if is_text_task(config.data):
+        return "accuracy"
+    n = int(config.classifier.labels_per_class)
+    mode = "linear" if config.method == "linear_eval" else "finetune"
+    return f"{mode}_{n if n else 'all'}"
+
+
+class HeldOut:
+    """The held-out split of ``config.data``: a reader of ``{inputs..., label}`` batches, its
+    size, its labels, and ``inputs(batch)``, what ``logits`` receives of a batch."""
+
+    def __init__(self, config, mesh):
+        self.config = config
+        if is_text_task(config.data):
+            self.split = pipeline.text_classification_split(config, "test")
+            self.reader = DeviceReader(self.split.arrays(), mesh)
+            self.num_examples = int(self.split.num_examples)
+            self.text = True
+        else:
+            from jaxssl.evaluators.representation import LabelledSplit
+            self.split = LabelledSplit(config, mesh, "test")
+            self.reader = self.split.reader
+            self.num_examples = self.split.num_examples
+            self.text = False
+
+    def inputs(self, batch):
+        if self.text:
+            return {k: batch[k] for k in TEXT_INPUTS}
+        from jaxssl.evaluators.representation import eval_preprocess
+        c = self.config
+        return eval_preprocess(batch["image"], image_size=int(c.data.image_size),
+                               crop_fraction=float(c.eval_crop_fraction),
+                               host_cropped=self.split.host_cropped)
+
+    def labels(self) -> np.ndarray:
+        if self.text:
+            return np.asarray(self.split.label)
+        source = self.split.source
+        if source.labels is not None:
+            return np.asarray(source.labels)
+        labels = [np.asarray(source.get(idx, seed=0, step=0)["label"])
+                  for idx, _ in batching.eval_batches(self.num_examples, 1024, 1)]
+        return np.concatenate(labels)[:self.num_examples]
+
+
+def train_labels(config) -> np.ndarray:
+    """The labels of the run's training split (the few-label subset when one is set)."""
+    if is_text_task(config.data):
+        return np.asarray(pipeline.text_classification_split(config, "train").label)
+    source = pipeline.labelled_train_source(config)
+    if source.labels is None:
+        raise ValueError("the majority_class baseline needs in-memory training labels; "
+                         "remove it from classifier.baselines for host-read data")
+    return np.asarray(source.labels)
+
+
+def accuracy(logits_fn, held_out: HeldOut, params, model_state, batch_size: int,
+             mesh) -> tuple[int, int]:
+    """``(correct, counted)`` of ``logits_fn`` on ``held_out``, every example once."""
     num_shards = math.lcm(int(mesh.devices.size), jax.process_count())
 
     @jax.jit
     def correct_in(params, model_state, batch, valid):
-        logits = method.batch_logits(params, model_state, batch)
+        logits = logits_fn(params, model_state, held_out.inputs(batch))
         hit = (jnp.argmax(logits, axis=-1) == batch["label"]) & valid
         return jnp.sum(hit.astype(jnp.int32)), jnp.sum(valid.astype(jnp.int32))
 
     correct = counted = 0
-    for indices, valid in batching.eval_batches(num_examples, batch_size, num_shards):
-        batch = reader.read(indices)
+    for indices, valid in batching.eval_batches(held_out.num_examples, batch_size, num_shards):
+        batch = held_out.reader.read(indices)
         rows = sharding_lib.process_batch_slice(len(indices), mesh)
         valid_g = sharding_lib.global_batch_from_local(valid[rows], mesh)
         c, n = jax.device_get(correct_in(params, model_state, batch, valid_g))
         correct, counted = correct + int(c), counted + int(n)
-    if counted != num_examples:
-        raise RuntimeError(f"classification evaluator counted {counted} of {num_examples} "
-                           "held-out examples")
+    if counted != held_out.num_examples:
+        raise RuntimeError(f"classification evaluator counted {counted} of "
+                           f"{held_out.num_examples} held-out examples")
     return correct, counted
 
 
 class ClassificationEvaluator:
     name = "classification"
 
-    def __init__(self, config, mesh, method):
+    def __init__(self, config, mesh, *, logits, **unused_functions):
+        del unused_functions
         self.config = config
         self.mesh = mesh
-        self.method = method
+        self.logits = logits
+
+    @functools.cached_property
+    def held_out(self) -> HeldOut:
+        return HeldOut(self.config, self.mesh)
 
     def __call__(self, state, workdir: str, final: bool) -> dict:
-        c, metric = self.config, self.method.metric_name
-        correct, counted = accuracy(self.method, state.params, state.model_state,
+        del workdir
+        c, metric = self.config, metric_name(self.config)
+        correct, counted = accuracy(self.logits, self.held_out, state.params, state.model_state,
                                     int(c.eval.batch_size), self.mesh)
         from jaxssl.config import init_path
         group = "pretrained" if init_path(c) else "random_init"
@@ -70,29 +146,10 @@ class ClassificationEvaluator:
         baselines = tuple(c.classifier.baselines) if "classifier" in c else ()
         if final and "majority_class" in baselines:
             results["majority_class"] = {metric: self.majority_accuracy()}
-        if final and "random_init" in baselines and init_path(c):
-            results["random_init"] = self.random_init_baseline(workdir)
         return results
 
     def majority_accuracy(self) -> float:
         """Accuracy of always predicting the commonest *training* label."""
-        train = np.asarray(self.method.train_labels())
+        train = train_labels(self.config)
         majority = np.bincount(train[train >= 0]).argmax()
-        test = np.asarray(self.method.test_labels())
-        return float(np.mean(test == majority))
-
-    def random_init_baseline(self, workdir: str) -> dict:
-        """The same recipe trained from random initialisation (its own run and workdir)."""
-        from jaxssl import config as config_lib, train
-        config = ml_collections.ConfigDict(self.config.to_dict())
-        config.train.init_from = config_lib.RANDOM_INIT
-        config.classifier.baselines = ()
-        config.train.eval_every_steps = 0
-        overrides = self.method.baseline_overrides() if hasattr(self.method, "baseline_overrides") \
-            else {}
-        for key, value in overrides.items():  # e.g. a text run keeps its vocabulary
-            section, field = key.split(".")
-            config[section][field] = value
-        base_dir = os.path.join(workdir, "baselines", "random_init")
-        print(f"baseline: the same recipe from random initialisation in {base_dir}", flush=True)
-        return train.run(config, base_dir, allow_config_change=True)["random_init"]
+        return float(np.mean(self.held_out.labels() == majority))

@@ -1,6 +1,6 @@
 """Linear evaluation protocol on FROZEN features: multinomial logistic regression in JAX.
 
-The features are extracted once (:func:`jaxssl.evaluators.features.extract_features`) and
+The features are extracted once (:func:`jaxssl.evaluators.features.extract_split`) and
 only these arrays reach this module, so the backbone *cannot* be updated by the probe. This
 guards against a known trap of SSL codebases: a "linear probe" whose backbone silently keeps
 training (inflated numbers). The price is that the papers' train-time crop+flip augmentation

@@ -102,23 +102,28 @@ def evaluate_masked_lm(logits_fn: LogitsFn, params, rows: dict, *, key: jax.Arra
 
 
 class MaskedLMEvaluator:
-    """``config.eval.evaluators`` entry ``'masked_lm'``: :func:`evaluate_masked_lm` of a
-    masked-language method (:class:`jaxssl.methods.mlm.MaskedLM`) on its held-out rows."""
+    """``config.eval.evaluators`` entry ``'masked_lm'``: :func:`evaluate_masked_lm` of the
+    run's ``masked_logits`` on the held-out rows of ``config.data`` (the packed rows, the
+    vocabulary and the commonest training token of :func:`jaxssl.data.text_source.load_text_data`,
+    the same cached object the trainer's feeder was built from) with ``config.mlm``'s masking."""
 
     name = "masked_lm"
 
-    def __init__(self, config, mesh, method):
+    def __init__(self, config, mesh, *, masked_logits, **unused_functions):
+        del unused_functions
         self.config = config
         self.mesh = mesh
-        self.method = method
+        self.masked_logits = masked_logits
 
     def __call__(self, state, workdir: str, final: bool) -> dict:
         del workdir, final  # the baseline is a count over the same positions: always reported
         from jaxssl import rng
-        m, c = self.method, self.config
+        from jaxssl.data import text_source
+        c = self.config
+        text = text_source.load_text_data(c.data, seed=int(c.seed))
         return evaluate_masked_lm(
-            m.logits, state.params, m.text.test, key=rng.root_key(c.seed, "eval_mask"),
-            mask_id=m.mask_id, vocab_size=m.vocab_size, rate=float(c.mlm.rate),
-            max_predictions=m.max_predictions, whole_word=bool(c.mlm.whole_word),
-            most_frequent_id=m.text.most_frequent_id, batch_size=int(c.eval.batch_size),
-            mesh=self.mesh)
+            self.masked_logits, state.params, text.test, key=rng.root_key(c.seed, "eval_mask"),
+            mask_id=text.tokenizer.mask_id, vocab_size=text.tokenizer.vocab_size,
+            rate=float(c.mlm.rate), max_predictions=int(c.mlm.max_predictions),
+            whole_word=bool(c.mlm.whole_word), most_frequent_id=text.most_frequent_id,
+            batch_size=int(c.eval.batch_size), mesh=self.mesh)

@@ -18,32 +18,9 @@ from typing import Mapping
 
 import numpy as np
 
+from jaxssl.data.pipeline import few_label_indices  # noqa: F401  (the subset, one home)
 from jaxssl.evaluators import knn as knn_lib
 from jaxssl.evaluators import linear_probe as linear_lib
-
-
-def few_label_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Sorted indices ``[M]`` int64 of a labelled subset with ``min(per_class, count_c)`` per class.
-
-    Class ``c``'s examples are chosen by a permutation keyed by ``(seed, c)``, so the choice of
-    one class does not depend on which other classes are present.
-    """
-    if per_class <= 0:
-        raise ValueError(f"few_labels_per_class={per_class} must be a positive number of labelled "
-                         "examples per class (e.g. 10)")
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"few_label_indices: labels shape {labels.shape} must be [N]")
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"few_label_indices: labels must be non-negative class ids, got {labels.min()}")
-    chosen = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        perm = np.random.default_rng([int(seed), int(c)]).permutation(members.size)
-        chosen.append(members[perm[:per_class]])
-    if not chosen:
-        return np.zeros((0,), np.int64)
-    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def _linear_overrides(cfg) -> dict:

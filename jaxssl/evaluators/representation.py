@@ -61,14 +61,20 @@ def eval_preprocess(images, *, image_size: int, crop_fraction: float, host_cropp
 
 
 class RepresentationEvaluator:
-    """kNN + linear probe of ``method.features`` (and the baselines at the end of a run)."""
+    """kNN + linear probe of ``features`` (and the baselines at the end of a run).
+
+    ``features(params, model_state, images) -> [B, D]`` and ``init(key) -> (params,
+    model_state)`` are the run's named functions (:mod:`jaxssl.evaluators.build`).
+    """
 
     name = "representation"
 
-    def __init__(self, config, mesh, method):
+    def __init__(self, config, mesh, *, features, init, **unused_functions):
+        del unused_functions
         self.config = config
         self.mesh = mesh
-        self.method = method
+        self.features = features
+        self.init = init
 
     @functools.cached_property
     def splits(self) -> tuple[LabelledSplit, LabelledSplit]:
@@ -82,7 +88,7 @@ class RepresentationEvaluator:
             x = eval_preprocess(images, image_size=int(c.data.image_size),
                                 crop_fraction=float(c.eval_crop_fraction),
                                 host_cropped=host_cropped)
-            return self.method.features(params, model_state, x).astype(jnp.float32)
+            return self.features(params, model_state, x).astype(jnp.float32)
         return fn
 
     def split_features(self, embed_for_split) -> dict:
@@ -101,8 +107,8 @@ class RepresentationEvaluator:
                                           self.config.eval)
 
     def random_init(self):
-        """``(params, model_state)`` of the method at its initialisation (seed's 'init' key)."""
-        return jax.jit(self.method.init)(rng.root_key(self.config.seed, "init"))
+        """``(params, model_state)`` at the run's initialisation (the seed's 'init' key)."""
+        return jax.jit(self.init)(rng.root_key(self.config.seed, "init"))
 
     def __call__(self, state, workdir: str, final: bool) -> dict:
         c = self.config
@@ -150,25 +156,3 @@ def log_rankme(workdir: str, step: int, values: dict) -> None:
 def raw_pixels(images):
     """The raw-pixel baseline: the stored (or host-cropped) image, flattened, in [0, 1]."""
     return images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
-
-
-def labelled_splits(data_cfg):
-    """``(train, test)`` in-memory labelled :class:`ImageSource` of ``data_cfg`` (small data)."""
-    train = sources.load_image_source(data_cfg, "train")
-    test = sources.load_image_source(data_cfg, "test")
-    for src in (train, test):
-        if src.images is None or src.labels is None:
-            raise ValueError(
-                f"data.name={data_cfg.name!r} split {src.split!r} is not held in memory with "
-                "labels; evaluate it with RepresentationEvaluator, which streams host-read splits")
-    return train, test
-
-
-def evaluate_embedding(embed_fn, config, mesh) -> dict:
-    """``{'knn_10', 'knn_all', 'linear_10', 'linear_all'}`` of ``embed_fn`` on in-memory splits."""
-    train, test = labelled_splits(config.data)
-    bs = int(config.eval.batch_size)
-    f_train = features.extract_features(embed_fn, train.images, bs, mesh)
-    f_test = features.extract_features(embed_fn, test.images, bs, mesh)
-    return protocol.evaluate_features(f_train, np.asarray(train.labels), f_test,
-                                      np.asarray(test.labels), train.num_classes, config.eval)

@@ -45,11 +45,11 @@ _MASK_FRACTIONS = {"mlm": "rate", "mae": "mask_ratio"}
 
 def validate_config(config, num_devices: int | None = None,
                     num_processes: int | None = None) -> None:
-    """Every check a config gets before device work: the shared fields
-    (:func:`jaxssl.config.validate`), the method's own ``validate_config`` and the names in
-    ``eval.evaluators``. Raises ``ValueError`` naming field, value and fix."""
+    """The checks of a config's method before device work: the shared fields
+    (:func:`jaxssl.config.validate`) and the method's own ``validate_config`` (the trainer's
+    :func:`jaxssl.train.validate` adds the names in ``eval.evaluators``). Raises
+    ``ValueError`` naming field, value and fix."""
     from jaxssl import config as config_lib
-    from jaxssl.evaluators import build
     if config.method not in _METHODS:
         config_lib.fail("method", config.method, f"use one of {list(known_methods())}")
     config_lib.validate(config, num_devices, num_processes)
@@ -61,4 +61,3 @@ def validate_config(config, num_devices: int | None = None,
                             "(BERT: 0.15, MAE: 0.75)")
     method_cls = get_method_class(config.method)
     method_cls.validate_config(config)
-    build.check_names(config, method_cls)

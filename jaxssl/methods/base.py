@@ -2,12 +2,16 @@
 
 A method owns its model, its loss and its extra state (EMA teacher, queue). The trainer
 (:mod:`jaxssl.train`) owns everything around it: it builds the training data from
-``config.data`` and what the method class declares (``data_kind``, ``num_views``,
-``train_keys``; :mod:`jaxssl.data.pipeline`), computes the run's length, then builds the
-method with that data and ``total_steps``; it owns the mesh, the optimizer, the loop,
-checkpoints and metrics, and builds the evaluators that ``config.eval`` lists around the
-method's :meth:`Method.features` (:mod:`jaxssl.evaluators.build`). A new method is one module
-here plus :func:`jaxssl.methods.register`.
+``config.data`` and what the method class declares (``data_kind``, ``train_role``,
+``num_views``, :meth:`Method.view_spec`, :meth:`Method.batch_keys`; :mod:`jaxssl.data.pipeline`),
+computes the run's length, then builds the method with that data and ``total_steps``; it owns
+the mesh, the optimizer (which a method may extend: :meth:`Method.lr_scales`,
+:meth:`Method.wrap_optimizer`), the loop, checkpoints (:meth:`Method.init_from`), metrics and
+baselines (:meth:`Method.random_init_baseline`). Evaluators never see the method: the trainer
+hands them its named jittable functions (:data:`EVAL_FUNCTIONS`: ``init``, ``features``,
+``logits``, ``masked_logits``), as big_vision hands its evaluators a ``predict_fn``. Every hook
+is declared here with its default, so the trainer calls them without probing. A new method is
+one module here plus :func:`jaxssl.methods.register`.
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ import abc
 from typing import Any
 
 import jax
+
+#: the method functions the trainer hands to evaluators, by name (:mod:`jaxssl.evaluators.build`)
+EVAL_FUNCTIONS = ("init", "features", "logits", "masked_logits")
 
 
 class Method(abc.ABC):
@@ -26,7 +33,7 @@ class Method(abc.ABC):
     data_kind: str = "image"
     #: host-read image sources: random crops per example in each batch
     num_views: int = 2
-    #: the batch entries the loss reads
+    #: the batch entries the loss reads (:meth:`batch_keys` may depend on the config)
     train_keys: tuple[str, ...] = ("image",)
     #: the dataset role of the training data: 'pretrain' (unlabelled) or 'train' (labelled)
     train_role: str = "pretrain"
@@ -46,6 +53,20 @@ class Method(abc.ABC):
         """Check this method's config fields (dataset, model, method section) before device
         work; raise ``ValueError`` via ``jaxssl.config.fail`` naming field, value and fix."""
 
+    # ----- what the trainer's data builder reads (before the method exists) --------------
+    @classmethod
+    def batch_keys(cls, config) -> tuple[str, ...]:
+        """The batch entries the loss reads for ``config`` (default: :attr:`train_keys`)."""
+        del config
+        return tuple(cls.train_keys)
+
+    @classmethod
+    def view_spec(cls, config):
+        """The :class:`jaxssl.augment.views.ViewSpec` of the training views, or None (a method
+        without image views)."""
+        del config
+        return None
+
     @abc.abstractmethod
     def items_per_step(self) -> int:
         """Images (or tokens) consumed per optimizer step, for throughput lines."""
@@ -63,13 +84,57 @@ class Method(abc.ABC):
         """Hook after the optimizer update (EMA teacher, queue); the default does nothing."""
         return state
 
-    # ----- what evaluators and the trainer read -----------------------------------------
+    # ----- the optimizer and loading: hooks of the trainer --------------------------------
+    def lr_scales(self):
+        """A tree like ``params`` of per-leaf learning-rate multipliers (layer-wise decay,
+        bias lr), applied after the optimizer; None (the default) for none."""
+        return None
+
+    def wrap_optimizer(self, tx, schedule_inputs: dict):
+        """The optimizer the run uses, given the one ``config.optim`` built (per-group
+        optimizers, update freezes); ``schedule_inputs`` holds ``global_batch``,
+        ``total_steps`` and ``steps_per_epoch``. The default returns ``tx``."""
+        del schedule_inputs
+        return tx
+
+    def init_from(self, path: str, state, mesh) -> tuple[Any, list[str]]:
+        """``(state, what was loaded)``: ``state`` with the weights of the checkpoint at
+        ``path`` (``train.init_from``). The default loads every leaf of ``params`` and
+        ``model_state`` whose path and shape match (:func:`jaxssl.checkpoint.init_from`)."""
+        from jaxssl import checkpoint
+        state, loaded, initialised = checkpoint.init_from(path, state, mesh)
+        return state, [f"{len(loaded)} leaves ({', '.join(loaded)}); newly initialised "
+                       f"{len(initialised)} leaves ({', '.join(initialised) or 'none'})"]
+
+    def random_init_baseline(self) -> dict | None:
+        """Config overrides (``{"section.field": value}``) of the same recipe trained from
+        random initialisation, which the trainer runs after this run as a baseline; None (the
+        default) for no such run."""
+        return None
+
+    # ----- the named functions the trainer hands to evaluators ---------------------------
     def features(self, params, model_state, inputs) -> jax.Array:
         """Frozen representation ``[B, D]`` of eval inputs (float images ``[B, S, S, C]`` in
         [0, 1], already eval-preprocessed, or a token batch); jittable, rows independent."""
         raise TypeError(f"method {type(self).__name__} has no frozen representation; "
-                        "remove 'representation' from config.eval.evaluators")
+                        "remove 'representation' and 'embedding_map' from config.eval.evaluators")
 
+    def logits(self, params, model_state, inputs) -> jax.Array:
+        """Eval-mode class logits ``[B, K]`` of eval inputs (as :meth:`features`); jittable."""
+        raise TypeError(f"method {type(self).__name__} is not a classifier; "
+                        "remove 'classification' from config.eval.evaluators")
+
+    def masked_logits(self, params, inputs, segment_ids, attention_mask, positions) -> jax.Array:
+        """Eval-mode masked-token logits ``[B, P, V]`` of token batches ``[B, T]`` at
+        ``positions [B, P]``; jittable."""
+        raise TypeError(f"method {type(self).__name__} is not a masked language model; "
+                        "remove 'masked_lm' from config.eval.evaluators")
+
+    def eval_functions(self) -> dict:
+        """``{name: function}`` of :data:`EVAL_FUNCTIONS`: what evaluators receive."""
+        return {name: getattr(self, name) for name in EVAL_FUNCTIONS}
+
+    # ----- what the trainer reads ---------------------------------------------------------
     def chance_loss(self) -> float | None:
         """The loss of a model that has learnt nothing (collapse monitor), or None."""
         return None

@@ -14,15 +14,12 @@ the pretrained backbone comes from ``train.init_from`` (a pretraining workdir or
   (SimCLR's ``--ft_proj_selector``), with MAE's recipe options (layer-wise lr decay,
   drop path, mixup / cutmix, label smoothing, RandAugment, random erasing) where set.
 
-Model: ``logits = classifier(probe_bn(head_prefix(backbone(x))))`` where
-
-    head_prefix   the first ``classifier.from_head_layers`` layers of the pretraining
-                  projection head (Dense-BN-ReLU each; loaded from the checkpoint), or nothing
-    probe_bn      MAE's linear probe: ``BatchNorm1d(affine=False, eps=1e-6)`` when
-                  ``classifier.head == 'bn_linear'``, else nothing
-    classifier    ``Dense(num_classes)``: zero-initialised (SimCLR ``zero_init_logits_layer``),
-                  N(0, std^2) (MoCo ``fc.weight.normal_(0, 0.01)``) or truncated normal
-                  (MAE ``trunc_normal_(head.weight, std=0.01)``), zero bias
+Model: :class:`jaxssl.models.classifier_head.ImageClassifier`,
+``logits = classifier(probe_bn(head_prefix(backbone(x))))`` with ``classifier.from_head_layers``
+pretrained projection layers, ``classifier.head`` and ``classifier.head_init``. Data: the
+trainer's ``image_labelled`` builder (:mod:`jaxssl.data.pipeline`: the labelled train split,
+``classifier.labels_per_class`` per class when set). Evaluation: the ``classification``
+evaluator on :meth:`_Classifier.logits`.
 
 Loss: softmax cross-entropy with the integer labels (label smoothing ``eps``:
 ``(1 - eps) onehot + eps / K``), or with mixup / cutmix soft targets.
@@ -34,22 +31,21 @@ checkpoint whose backbone is missing or shaped differently (naming the first mis
 """
 from __future__ import annotations
 
-import functools
+import copy
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
+from jaxssl import config as config_lib
 from jaxssl import checkpoint as checkpoint_lib
 from jaxssl import rng
 from jaxssl.augment import image as aug
-from jaxssl.data import pipeline, sources
-from jaxssl.evaluators import protocol
 from jaxssl.methods.image import ImageMethod
+from jaxssl.models import registry
+from jaxssl.models.classifier_head import HeadPrefix, ImageClassifier
 
 #: pretraining method -> (path of its backbone in the checkpoint's params, in its batch_stats,
 #: path of its projection head in params / batch_stats)
@@ -96,11 +92,6 @@ def section_defaults() -> ml_collections.ConfigDict:
     ))
 
 
-def classifier_defaults() -> dict:
-    """The ``classifier`` section as a dict (the former name of :func:`section_defaults`)."""
-    return section_defaults().to_dict()
-
-
 def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict:
     """A classifier config for a backbone pretrained with ``pretrain_config`` (unlocked).
 
@@ -111,7 +102,8 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
     (``eval.enabled``): the run ends by writing its top-1 to ``eval_results.json``.
     ``init_from`` must be set before the run (a pretraining run, or ``'random'``).
     """
-    c = ml_collections.ConfigDict(pretrain_config.to_dict())
+    c = copy.deepcopy(pretrain_config)  # keeps the FieldReference links (data.crop_* -> augment.*)
+    c.unlock()
     pretrain_method = c.method
     c.method = method
     c.model.freeze_patch_embed = False
@@ -141,68 +133,12 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
     c.optim.decay_all_params = False
     c.augment.update(dict(crop=True, crop_scale=(0.08, 1.0), jitter_prob=0.0,
                           grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0))
-    c.data.crop_scale = (0.08, 1.0)
     # A protocol run reports its top-1 (eval_results.json) whatever the pretraining preset
     # did about evaluation (the ImageNet pretraining presets turn it off).
     c.eval.update(dict(enabled=True, evaluators=("classification",), embedding_map=False,
                        baselines=()))
     c.loss.temperature = 1.0
     return c
-
-
-class HeadPrefix(nn.Module):
-    """The first ``num_layers`` hidden layers of a :class:`jaxssl.models.heads.ProjectionHead`
-    (same names ``dense_i`` / ``bn_i``, so the pretrained layers load): Dense[-BN]-ReLU each."""
-    hidden_dim: int
-    num_layers: int
-    use_bn: bool = True
-    use_bias: bool = True
-    dtype: object = jnp.float32
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        for i in range(self.num_layers):
-            x = nn.Dense(self.hidden_dim, use_bias=self.use_bias and not self.use_bn,
-                         dtype=self.dtype, param_dtype=jnp.float32, name=f"dense_{i}")(x)
-            if self.use_bn:
-                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                 dtype=self.dtype, param_dtype=jnp.float32,
-                                 use_fast_variance=False, name=f"bn_{i}")(x)
-            x = nn.relu(x)
-        return x
-
-
-class ImageClassifier(nn.Module):
-    """``images [B, S, S, C] -> logits [B, num_classes]`` (float32); see the module docstring."""
-    backbone: nn.Module
-    num_classes: int
-    frozen: bool
-    probe: str = "linear"          # classifier.head: 'linear' | 'bn_linear'
-    head_init: str = "zeros"
-    head_init_std: float = 0.01
-    head: nn.Module | None = None  # the pretrained projection layers kept (HeadPrefix)
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        h = self.backbone(x, train=train and not self.frozen)
-        if self.frozen:
-            h = jax.lax.stop_gradient(h)
-        if self.head is not None:
-            h = self.head(h, train=train and not self.frozen)
-        h = h.astype(jnp.float32)
-        if self.probe == "bn_linear":
-            h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-6,
-                             use_scale=False, use_bias=False, use_fast_variance=False,
-                             name="probe_bn")(h)
-        kernel_init = {"zeros": nn.initializers.zeros,
-                       "normal": nn.initializers.normal(self.head_init_std),
-                       "trunc_normal": nn.initializers.truncated_normal(self.head_init_std)
-                       }[self.head_init]
-        return nn.Dense(self.num_classes, kernel_init=kernel_init,
-                        bias_init=nn.initializers.zeros, name="classifier")(h)
-
-    def features(self, x):
-        return self.backbone(x, train=False)
 
 
 def _get(tree, path):
@@ -278,7 +214,7 @@ class _Classifier(ImageMethod):
         super().__init__(config, mesh, data, total_steps)
         k = config.classifier
         self.num_classes = int(data.source.num_classes)
-        backbone = build_backbone(config.model)
+        backbone = registry.build_backbone(config.model)
         if float(k.drop_path_rate) > 0:
             if not hasattr(backbone, "drop_path_rate"):
                 raise ValueError(f"config field classifier.drop_path_rate={k.drop_path_rate!r} "
@@ -297,14 +233,6 @@ class _Classifier(ImageMethod):
                                      head_init_std=float(k.head_init_std), head=prefix)
         self.mean = jnp.asarray(tuple(k.pixel_mean) or (0.0,), jnp.float32)
         self.std = jnp.asarray(tuple(k.pixel_std) or (1.0,), jnp.float32)
-        self.metric_name = self.mode_name(config)
-
-    @staticmethod
-    def mode_name(config) -> str:
-        """``linear_all`` / ``finetune_10``...: what the run measures, for the results."""
-        n = int(config.classifier.labels_per_class)
-        mode = "linear" if config.method == "linear_eval" else "finetune"
-        return f"{mode}_{n if n else 'all'}"
 
     # ----- model ------------------------------------------------------------------------
     def normalize(self, images):
@@ -379,42 +307,10 @@ class _Classifier(ImageMethod):
         params, _ = jax.eval_shape(self.init, jax.random.key(0))
         return optim.layerwise_lr_scales(params, decay, self.vit_depth)
 
-    def logits(self, params, model_state, images):
-        """Eval-mode logits ``[B, K]`` of eval-preprocessed float images."""
-        return self.model.apply({"params": params, **model_state}, self.normalize(images),
+    def logits(self, params, model_state, inputs):
+        """Eval-mode logits ``[B, K]`` of eval-preprocessed float images ``[B, S, S, C]``."""
+        return self.model.apply({"params": params, **model_state}, self.normalize(inputs),
                                 train=False)
-
-    # ----- what the classification evaluator reads --------------------------------------
-    @functools.cached_property
-    def test_split(self):
-        from jaxssl.evaluators.representation import LabelledSplit
-        return LabelledSplit(self.config, self.mesh, "test")
-
-    def test_reader(self):
-        """``(reader, num_examples)`` of the held-out split (centre crops, labels)."""
-        return self.test_split.reader, self.test_split.num_examples
-
-    def test_labels(self) -> np.ndarray:
-        split = self.test_split
-        if split.source.labels is not None:
-            return split.source.labels
-        from jaxssl.data import batching
-        labels = [np.asarray(split.source.get(idx, seed=0, step=0)["label"])
-                  for idx, _ in batching.eval_batches(split.num_examples, 1024, 1)]
-        return np.concatenate(labels)[:split.num_examples]
-
-    def train_labels(self) -> np.ndarray:
-        if self.data.source.labels is None:
-            raise ValueError("the majority_class baseline needs in-memory training labels; "
-                             "remove it from classifier.baselines for host-read data")
-        return self.data.source.labels
-
-    def batch_logits(self, params, model_state, batch):
-        from jaxssl.evaluators.representation import eval_preprocess
-        x = eval_preprocess(batch["image"], image_size=self.image_size,
-                            crop_fraction=float(self.config.eval_crop_fraction),
-                            host_cropped=self.test_split.host_cropped)
-        return self.logits(params, model_state, x)
 
     def backbone_features(self, params, model_state, images):
         return self.model.apply({"params": params, **model_state}, self.normalize(images),
@@ -422,6 +318,15 @@ class _Classifier(ImageMethod):
 
     def chance_loss(self) -> float:
         return math.log(self.num_classes)
+
+    def random_init_baseline(self) -> dict | None:
+        """The same recipe from random initialisation when ``classifier.baselines`` lists
+        ``random_init`` and this run starts from a pretrained backbone."""
+        c = self.config
+        if "random_init" not in tuple(c.classifier.baselines) or not config_lib.init_path(c):
+            return None
+        return {"train.init_from": config_lib.RANDOM_INIT, "classifier.baselines": (),
+                "train.eval_every_steps": 0}
 
     # ----- loading the pretrained backbone ----------------------------------------------
     def init_from(self, path: str, state, mesh):
@@ -451,7 +356,7 @@ class _Classifier(ImageMethod):
                     f"train.init_from={path!r}: the checkpoint has no {where} (a "
                     f"classifier.pretrain_method={k.pretrain_method!r} backbone); check the "
                     "path and classifier.pretrain_method")
-            new = _load_subtree(mine, theirs, path, where)
+            new = checkpoint_lib.load_subtree(mine, theirs, path, where, may_be_new=NEW_LEAVES)
             if kind == "params":
                 params = {**params, ours[0]: new}
             else:
@@ -461,73 +366,6 @@ class _Classifier(ImageMethod):
             raise checkpoint_lib.CheckpointError(
                 f"train.init_from={path!r}: nothing to load into this classifier")
         return state.replace(params=params, model_state=model_state), loaded
-
-
-def _load_subtree(mine, theirs, path: str, where: str):
-    """``theirs`` placed with ``mine``'s shardings; every leaf of ``mine`` must exist there
-    with the same shape and dtype."""
-    mine_flat = {checkpoint_lib.path_str(p): x
-                 for p, x in jax.tree_util.tree_flatten_with_path(mine)[0]}
-    theirs_flat = {checkpoint_lib.path_str(p): x
-                   for p, x in jax.tree_util.tree_flatten_with_path(theirs)[0]}
-    for name, x in mine_flat.items():
-        old = theirs_flat.get(name)
-        if old is None and name.split("/")[0] in NEW_LEAVES:
-            continue  # e.g. MAE's fc_norm: new in fine-tuning, initialised
-        if old is None:
-            raise checkpoint_lib.CheckpointError(
-                f"train.init_from={path!r}: {where}/{name} is missing from the checkpoint "
-                f"(it holds e.g. {sorted(theirs_flat)[:3]}); the config's model.* fields must "
-                "match the pretraining run's")
-        if tuple(old.shape) != tuple(x.shape) or old.dtype != x.dtype:
-            raise checkpoint_lib.CheckpointError(
-                f"train.init_from={path!r}: {where}/{name} is {old.dtype}{list(old.shape)} in "
-                f"the checkpoint but {x.dtype}{list(x.shape)} here; the config's model.* "
-                "fields must match the pretraining run's")
-    return jax.tree_util.tree_map_with_path(
-        lambda p, x: jax.device_put(theirs_flat[checkpoint_lib.path_str(p)], x.sharding)
-        if checkpoint_lib.path_str(p) in theirs_flat else x, mine)
-
-
-def build_backbone(model_cfg) -> nn.Module:
-    """The backbone of ``model_cfg``, built as the image pretraining methods build it."""
-    from jaxssl.methods.moco import build_backbone as build
-    return build(model_cfg)
-
-
-def few_label_source(source: sources.ImageSource, per_class: int, seed: int) -> sources.ImageSource:
-    """The ``per_class``-examples-per-class subset of an in-memory labelled ``source``
-    (:func:`jaxssl.evaluators.protocol.few_label_indices`, the subset the kNN / probe
-    ``*_10`` numbers use)."""
-    if source.images is None or source.labels is None:
-        raise ValueError(
-            f"config field classifier.labels_per_class={per_class} needs an in-memory labelled "
-            f"split; data.name={source.name!r} is read on the host: use its tfds subset "
-            "(e.g. data.name='imagenet2012_subset/1pct') with classifier.labels_per_class=0")
-    idx = protocol.few_label_indices(np.asarray(source.labels), per_class, seed)
-    return sources.ImageSource(
-        name=source.name, split=f"{source.split}[{per_class}/class]", images=source.images[idx],
-        labels=source.labels[idx], num_examples=int(idx.size), num_classes=source.num_classes,
-        image_shape=source.image_shape, on_device=source.on_device)
-
-
-def _labelled_image_data(config, mesh, method_cls) -> pipeline.TrainData:
-    """The labelled training split (optionally a few-label subset) with labels in the batch."""
-    source = sources.load_image_source(config.data, "train", host_crop="random",
-                                       num_views=int(method_cls.num_views))
-    if source.num_classes is None:
-        raise ValueError(f"data.name={config.data.name!r} has no classes to train a classifier on")
-    per_class = int(config.classifier.labels_per_class)
-    if per_class:
-        source = few_label_source(source, per_class, int(config.eval.few_labels_seed))
-    feeder = pipeline.image_feeder(config.data, source, global_batch=int(config.train.batch_size),
-                                   seed=int(config.seed), mesh=mesh, keys=("image", "label"))
-    channels = source.image_shape[-1] if source.image_shape else 3
-    return pipeline.TrainData(feeder=feeder, source=source, host_cropped=source.images is None,
-                              channels=channels)
-
-
-pipeline.register_data_kind("image_labelled", _labelled_image_data)
 
 
 class LinearEval(_Classifier):
@@ -543,5 +381,4 @@ class FineTune(_Classifier):
 
 
 __all__ = ["LinearEval", "FineTune", "ImageClassifier", "HeadPrefix", "section_defaults",
-           "classifier_defaults",
-           "classifier_config", "BACKBONE_PATHS", "few_label_source"]
+           "classifier_config", "BACKBONE_PATHS"]

@@ -131,7 +131,7 @@ class DINO(ImageMethod):
     def __init__(self, config, mesh, data, total_steps: int):
         super().__init__(config, mesh, data, total_steps)
         d = self.d = config.dino
-        dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+        dtype = registry.compute_dtype(config.model)
         head = DINOHead(int(d.out_dim), int(d.head_hidden_dim), int(d.head_bottleneck_dim),
                         int(d.head_num_layers), bool(d.head_use_bn), bool(d.norm_last_layer),
                         dtype=dtype)
@@ -148,8 +148,7 @@ class DINO(ImageMethod):
         variables = self.net.init(key, [self.dummy_input()], train=True)
         params, stats = variables["params"], variables.get("batch_stats", {})
         return params, {"batch_stats": stats,
-                        "teacher": {"params": momentum_lib.EmaTeacher.init(params),
-                                    "batch_stats": momentum_lib.EmaTeacher.init(stats)},
+                        "teacher": momentum_lib.EmaTeacher.init_state(params, stats),
                         "center": jnp.zeros((1, int(self.d.out_dim)), jnp.float32)}
 
     def teacher_temp(self, step):
@@ -186,10 +185,7 @@ class DINO(ImageMethod):
         return loss, (new_state, metrics)
 
     def after_update(self, state):
-        ms = state.model_state
-        teacher = {**ms["teacher"],
-                   "params": self.teacher.update(ms["teacher"]["params"], state.params, state.step)}
-        return state.replace(model_state={**ms, "teacher": teacher})
+        return self.teacher.after_update(state, state.params)
 
     def wrap_optimizer(self, tx, schedule_inputs):
         """Freeze the head's ``last_layer`` for ``freeze_last_layer_epochs``: its gradient is

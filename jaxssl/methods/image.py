@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import abc
 
-import jax
 import jax.numpy as jnp
 
 from jaxssl import rng
 from jaxssl.augment import image as aug
 from jaxssl.augment import views as views_lib
-from jaxssl.data import sources
 from jaxssl.methods.base import Method
 
 
@@ -27,10 +25,10 @@ class ImageMethod(Method):
 
     @classmethod
     def validate_config(cls, config) -> None:
+        """The backbone's name (the dataset's is the data builder's check:
+        :func:`jaxssl.data.pipeline.validate_data`)."""
         from jaxssl.config import fail
         from jaxssl.models.registry import BACKBONE_NAMES
-        if config.data.name not in sources.KNOWN_DATASETS:
-            fail("data.name", config.data.name, f"use one of {list(sources.KNOWN_DATASETS)}")
         if config.model.backbone not in BACKBONE_NAMES:
             fail("model.backbone", config.model.backbone, f"use one of {list(BACKBONE_NAMES)}")
 
@@ -67,10 +65,9 @@ class ImageMethod(Method):
         key = rng.step_key(self.config.seed, "augment", step)
         return views_lib.make_views(self.spec, key, batch, host_cropped=self.data.host_cropped)
 
-    def two_views(self, batch, step, view_cfg_b=None):
+    def two_views(self, batch, step):
         """The first two views ``[B, S, S, C]`` of ``make_views`` in spec order (two-view
-        methods; ``view_cfg_b`` is ignored: the spec holds every view's settings)."""
-        del view_cfg_b
+        methods; the spec holds every view's settings)."""
         views = self.make_views(batch, step)
         flat = [v for name in self.spec.names for v in views[name]]
         return flat[0], flat[1]

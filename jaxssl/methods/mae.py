@@ -51,6 +51,7 @@ from jaxssl import losses, rng
 from jaxssl.augment import image as aug
 from jaxssl.augment import patch_masking
 from jaxssl.methods.image import ImageMethod
+from jaxssl.models import registry
 from jaxssl.models.mae import MAEDecoder, MaskedAutoencoder
 from jaxssl.models.vit import POOLS, VIT_SIZES, VisionTransformer
 
@@ -148,7 +149,7 @@ class MAE(ImageMethod):
     def __init__(self, config, mesh, data, total_steps: int):
         super().__init__(config, mesh, data, total_steps)
         c, m = config, config.mae
-        dtype = jnp.bfloat16 if c.model.dtype == "bfloat16" else jnp.float32
+        dtype = registry.compute_dtype(c.model)
         self.patch_size = int(c.model.patch_size)
         grid = self.image_size // self.patch_size
         self.num_patches = grid * grid

@@ -47,11 +47,6 @@ def section_defaults() -> ml_collections.ConfigDict:
     ))
 
 
-def mlm_defaults() -> dict:
-    """The ``mlm`` section as a dict (the former name of :func:`section_defaults`)."""
-    return section_defaults().to_dict()
-
-
 def model_defaults() -> dict:
     """The ``model`` fields a BERT uses; size fields of 0 take the preset's value."""
     return dict(
@@ -194,8 +189,8 @@ class MaskedLM(Method):
         return loss, (model_state, {"mlm_accuracy": m["accuracy"],
                                     "masked_per_row": m["weight_sum"] / batch["ids"].shape[0]})
 
-    def logits(self, params, inputs, segment_ids, attention_mask, positions):
-        """Eval-mode (no dropout) MLM logits ``[B, P, V]``."""
+    def masked_logits(self, params, inputs, segment_ids, attention_mask, positions):
+        """Eval-mode (no dropout) MLM logits ``[B, P, V]`` (the ``masked_lm`` evaluator's)."""
         return self.model.apply({"params": params}, inputs, segment_ids, attention_mask, positions,
                                 train=False)
 

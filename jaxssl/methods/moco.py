@@ -172,10 +172,6 @@ def _validate_common(config, version: str) -> None:
                  "requires_grad=False)")
 
 
-def _dtype(model_cfg):
-    return jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32
-
-
 class Encoder(nn.Module):
     """Backbone then projector: images ``[B, H, W, C]`` -> projections ``[B, d]``."""
     backbone: nn.Module
@@ -235,7 +231,6 @@ class _MoCoBase(ImageMethod):
         self.teacher = momentum_lib.EmaTeacher.from_config(config.moco, self.total_steps,
                                                            section="moco")
         self.momentum_at = self.teacher.momentum_at
-        self.view_cfg_b = self.spec.group("view2").augment  # the key view's settings
         self.temperature = float(config.loss.temperature)
 
     @classmethod
@@ -262,11 +257,7 @@ class _MoCoBase(ImageMethod):
 
     def after_update(self, state):
         """EMA of the key encoder with ``m(step + 1)`` (module docstring: momentum timing)."""
-        ms = state.model_state
-        teacher_params = self.teacher.update(ms["teacher"]["params"],
-                                             self.online_encoder_params(state.params), state.step)
-        teacher = {**ms["teacher"], "params": teacher_params}
-        return state.replace(model_state={**ms, "teacher": teacher})
+        return self.teacher.after_update(state, self.online_encoder_params(state.params))
 
     def backbone_features(self, params, model_state, images):
         return self.encoder.apply(self.online_encoder_variables(params, model_state), images,
@@ -325,7 +316,7 @@ class MoCoV2(_MoCoBase):
 
     def make_projector(self, model_cfg):
         return heads.mocov2_head(int(model_cfg.head_hidden_dim), int(model_cfg.head_output_dim),
-                                 dtype=_dtype(model_cfg))
+                                 dtype=registry.compute_dtype(model_cfg))
 
     def online_encoder_variables(self, params, model_state):
         return {"params": params, **({"batch_stats": model_state["batch_stats"]}
@@ -340,9 +331,8 @@ class MoCoV2(_MoCoBase):
         dim = int(self.config.model.head_output_dim)
         shape = ((2,) if self.symmetric else ()) + (self.queue_size, dim)
         queue = losses.l2_normalize(jax.random.normal(key_queue, shape, jnp.float32))
-        copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731
         return params, {"batch_stats": batch_stats,
-                        "teacher": {"params": copy(params), "batch_stats": copy(batch_stats)},
+                        "teacher": momentum_lib.EmaTeacher.init_state(params, batch_stats),
                         "queue": queue, "queue_ptr": jnp.zeros((), jnp.int32)}
 
     def keys(self, teacher: dict, view_k, step):
@@ -466,7 +456,7 @@ class MoCoV3(_MoCoBase):
         m = config.model
         self.predictor = heads.mocov3_predictor(
             int(config.moco.predictor_hidden_dim), int(m.head_output_dim),
-            last_bn=bool(config.moco.predictor_last_bn), dtype=_dtype(m))
+            last_bn=bool(config.moco.predictor_last_bn), dtype=registry.compute_dtype(m))
         self.online = Predicted(self.encoder, self.predictor)
 
     def chance_loss(self) -> float:
@@ -476,7 +466,7 @@ class MoCoV3(_MoCoBase):
     def make_projector(self, model_cfg):
         return heads.mocov3_projector(int(model_cfg.head_hidden_dim), int(model_cfg.head_output_dim),
                                       num_layers=int(self.config.moco.projector_num_layers),
-                                      dtype=_dtype(model_cfg))
+                                      dtype=registry.compute_dtype(model_cfg))
 
     def online_encoder_params(self, params):
         return params["encoder"]
@@ -490,10 +480,10 @@ class MoCoV3(_MoCoBase):
         teacher (a copy of the encoder: params and BN stats)."""
         variables = self.online.init(key, self.dummy_input(), train=True)
         params, batch_stats = variables["params"], variables.get("batch_stats", {})
-        copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731
+        teacher = momentum_lib.EmaTeacher.init_state(params, batch_stats, keys=("encoder",))
         return params, {"batch_stats": batch_stats,
-                        "teacher": {"params": copy(params["encoder"]),
-                                    "batch_stats": copy(batch_stats.get("encoder", {}))}}
+                        "teacher": {"params": teacher["params"]["encoder"],
+                                    "batch_stats": teacher["batch_stats"].get("encoder", {})}}
 
     def backbone_features(self, params, model_state, images):
         return super().backbone_features(params, model_state,

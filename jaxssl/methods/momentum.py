@@ -7,7 +7,9 @@ The key ("momentum") encoder is an exponential moving average of the online enco
 with ``m`` fixed (MoCo v1/v2: 0.999) or increased from ``m_0`` to ``m_final`` on a half cosine
 over training (MoCo v3 ``adjust_moco_momentum``; BYOL):
 
-    m(t) = m_final - (m_final - m_0) * (1 + cos(pi * t / T)) / 2,   t = 0 .. T (steps)
+    m(t) = m_final + (m_0 - m_final) * (1 + cos(pi * t / T)) / 2,   t = 0 .. T (steps)
+
+(:func:`jaxssl.optim.half_cosine`)
 
 MoCo v3 uses ``m_final = 1``: ``1 - (1 + cos(pi t / T)) / 2 * (1 - m_0)``. Only parameters
 are averaged; the teacher's BatchNorm running statistics are its own (``encoder_q
@@ -19,6 +21,8 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+
+from jaxssl import optim
 
 SCHEDULES = ("constant", "cosine")
 
@@ -49,8 +53,7 @@ def momentum_schedule(base: float, final: float, total_steps: int,
         if kind == "constant":
             return jnp.full((), base, jnp.float32)
         progress = jnp.clip(t / total_steps, 0.0, 1.0)
-        return jnp.asarray(final - (final - base) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress)),
-                           jnp.float32)
+        return jnp.asarray(optim.half_cosine(progress, base, final), jnp.float32)
 
     return schedule
 
@@ -115,6 +118,25 @@ class EmaTeacher:
     def update(self, teacher_params: Any, online_params: Any, step) -> Any:
         """``m(step + 1) * teacher + (1 - m) * online``, at the end of step ``step``."""
         return ema_update(teacher_params, online_params, self.momentum_at(step + 1))
+
+    @staticmethod
+    def init_state(params: Any, batch_stats: Any, keys: tuple[str, ...] | None = None) -> dict:
+        """The teacher entry of ``model_state`` at step 0: ``{"params", "batch_stats"}``,
+        copies of the online ``params`` and BatchNorm statistics (only their top-level
+        ``keys`` when given, e.g. ``("backbone", "projector")``)."""
+        def pick(tree):
+            return tree if keys is None else {k: tree[k] for k in keys if k in tree}
+        return {"params": EmaTeacher.init(pick(params)),
+                "batch_stats": EmaTeacher.init(pick(batch_stats))}
+
+    def after_update(self, state, online_params: Any):
+        """``state`` whose ``model_state["teacher"]["params"]`` took the EMA step towards
+        ``online_params`` (the teacher's layout), at the end of step ``state.step``: the
+        method's ``after_update``."""
+        ms = state.model_state
+        teacher = {**ms["teacher"],
+                   "params": self.update(ms["teacher"]["params"], online_params, state.step)}
+        return state.replace(model_state={**ms, "teacher": teacher})
 
 
 __all__ = ["momentum_schedule", "ema_update", "SCHEDULES", "EmaTeacher", "teacher_config"]

@@ -143,7 +143,7 @@ class Siamese(ImageMethod):
         return int(self.config.train.batch_size)
 
     def dtype(self):
-        return jnp.bfloat16 if self.config.model.dtype == "bfloat16" else jnp.float32
+        return registry.compute_dtype(self.config.model)
 
     def init(self, key):
         """``params``: the online network; ``model_state``: its BN statistics and, with a
@@ -157,11 +157,8 @@ class Siamese(ImageMethod):
                 online_probe.num_classes_of(self.data), feats.shape[-1])}
         state = {"batch_stats": stats}
         if self.uses_teacher:
-            branch = ("backbone", "projector")
-            state["teacher"] = {
-                "params": momentum_lib.EmaTeacher.init({k: params[k] for k in branch}),
-                "batch_stats": momentum_lib.EmaTeacher.init({k: stats[k] for k in branch
-                                                             if k in stats})}
+            state["teacher"] = momentum_lib.EmaTeacher.init_state(
+                params, stats, keys=("backbone", "projector"))
         return params, state
 
     def loss(self, params, model_state, batch, step):
@@ -200,11 +197,8 @@ class Siamese(ImageMethod):
     def after_update(self, state):
         if self.teacher is None:
             return state
-        ms = state.model_state
         online = {k: state.params[k] for k in ("backbone", "projector")}
-        teacher = {**ms["teacher"],
-                   "params": self.teacher.update(ms["teacher"]["params"], online, state.step)}
-        return state.replace(model_state={**ms, "teacher": teacher})
+        return self.teacher.after_update(state, online)
 
     def backbone_features(self, params, model_state, images):
         stats = model_state["batch_stats"]

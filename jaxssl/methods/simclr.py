@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from jaxssl import losses
 from jaxssl.methods.image import ImageMethod
-from jaxssl.models import heads, registry, resnet
+from jaxssl.models import heads, registry
 
 
 class BackboneWithHead(nn.Module):
@@ -39,21 +39,8 @@ class BackboneWithHead(nn.Module):
         return self.backbone(x, train=False)
 
 
-def backbone_kwargs(model_cfg) -> dict:
-    dtype = jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32
-    name = model_cfg.backbone
-    if name.startswith("resnet"):
-        return dict(stem=model_cfg.stem, width_multiplier=model_cfg.width_multiplier, dtype=dtype,
-                    conv_batch_chunk=int(model_cfg.conv_batch_chunk),
-                    remat=str(model_cfg.remat), **resnet.resnet_options(model_cfg))
-    if name.startswith("vit"):
-        return dict(patch_size=model_cfg.patch_size, dtype=dtype,
-                    remat=str(model_cfg.remat))
-    return dict(dtype=dtype)
-
-
 def projection_head(model_cfg) -> nn.Module:
-    dtype = jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32
+    dtype = registry.compute_dtype(model_cfg)
     presets = {"simclr_v1": heads.simclr_v1_head, "simclr_v2": heads.simclr_v2_head}
     if model_cfg.head not in presets:
         raise ValueError(f"config field model.head={model_cfg.head!r} is unknown for SimCLR; "

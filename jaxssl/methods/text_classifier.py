@@ -5,7 +5,8 @@
 fresh pooler on [CLS], dropout, a linear classifier); the data is a task of
 :mod:`jaxssl.data.text_classification` (the embedded ``pydoc_chapters`` task, or GLUE through
 tfds) tokenised with the *pretraining run's* WordPiece vocabulary (``data.vocab_file``, else
-``vocab.txt`` of the ``train.init_from`` workdir). Loss: softmax cross-entropy over the
+``vocab.txt`` of the ``train.init_from`` workdir), built by the trainer's
+``text_classification`` data builder (:mod:`jaxssl.data.pipeline`). Loss: softmax cross-entropy over the
 classes. Evaluation: top-1 accuracy on the task's labelled held-out split
 (:mod:`jaxssl.evaluators.classification`, metric ``accuracy``), and the baselines
 ``classifier.baselines`` names (the same recipe from random initialisation; the majority
@@ -18,25 +19,21 @@ decay to 0, gradient clipping at global norm 1.0, dropout 0.1, 3 epochs (GLUE).
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 import math
 import os
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
+from jaxssl import config as config_lib
 from jaxssl import checkpoint as checkpoint_lib
 from jaxssl import rng
-from jaxssl.data import pipeline
 from jaxssl.data import text_classification as tc
-from jaxssl.data.feeder import DeviceFeeder, DeviceReader
-from jaxssl.data.tokenizer import WordPieceTokenizer
 from jaxssl.methods.base import Method
 from jaxssl.methods import classifier as classifier_lib
-from jaxssl.methods.classifier import _load_subtree
 from jaxssl.models.bert import BERT_PRESETS, BertForSequenceClassification
 
 
@@ -44,7 +41,8 @@ def text_classifier_config(pretrain_config) -> ml_collections.ConfigDict:
     """A fine-tuning config for a BERT pretrained with ``pretrain_config`` (unlocked): the same
     ``seed`` and ``model`` (so the encoder loads), the ``pydoc_chapters`` task at the
     pretraining ``seq_len``, BERT's fine-tuning optimizer; the caller sets lr and epochs."""
-    c = ml_collections.ConfigDict(pretrain_config.to_dict())
+    c = copy.deepcopy(pretrain_config)
+    c.unlock()
     c.method = "text_classify"
     if "mlm" in c:
         del c["mlm"]
@@ -63,47 +61,6 @@ def text_classifier_config(pretrain_config) -> ml_collections.ConfigDict:
                         schedule="linear", grad_clip_norm=1.0))
     c.eval.update(dict(enabled=True, evaluators=("classification",), baselines=()))
     return c
-
-
-def vocab_path(config) -> str:
-    """``data.vocab_file``, else ``vocab.txt`` of the ``train.init_from`` run (its workdir, or
-    a parent of the given checkpoint folder)."""
-    if config.data.vocab_file:
-        return str(config.data.vocab_file)
-    from jaxssl.config import init_path
-    path = init_path(config)
-    if not path:
-        raise ValueError("config field data.vocab_file='' is invalid without a pretraining "
-                         "run in init_from: "
-                         "pass the pretraining run (--config.init_from=WORKDIR) or its vocab.txt "
-                         "(--config.data.vocab_file=WORKDIR/vocab.txt)")
-    path = os.path.abspath(path)
-    for folder in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
-        candidate = os.path.join(folder, "vocab.txt")
-        if os.path.isfile(candidate):
-            return candidate
-    raise ValueError(f"config field train.init_from={config.train.init_from!r}: no vocab.txt "
-                     "in that run (masked-language runs write WORKDIR/vocab.txt); pass "
-                     "--config.data.vocab_file=PATH/vocab.txt")
-
-
-@dataclasses.dataclass
-class TextClassificationData:
-    train: tc.ClassificationSplit
-    tokenizer: WordPieceTokenizer
-    vocab_path: str
-
-
-def _text_classification_data(config, mesh, method_cls) -> pipeline.TrainData:
-    del method_cls
-    path = vocab_path(config)
-    tokenizer = WordPieceTokenizer.from_vocab_file(path, lowercase=bool(config.data.lowercase))
-    train = tc.load_classification_split(config.data, "train", tokenizer)
-    feeder = DeviceFeeder(train.arrays(), int(config.train.batch_size), int(config.seed), mesh)
-    return pipeline.TrainData(feeder=feeder, source=TextClassificationData(train, tokenizer, path))
-
-
-pipeline.register_data_kind("text_classification", _text_classification_data)
 
 
 class TextClassifier(Method):
@@ -135,7 +92,7 @@ class TextClassifier(Method):
     def __init__(self, config, mesh, data, total_steps: int):
         super().__init__(config, mesh, data, total_steps)
         from jaxssl.methods.mlm import bert_config
-        self.text = data.source
+        self.text = data.source  # jaxssl.data.pipeline.TextClassificationData
         self.seq_len = int(config.data.seq_len)
         self.bert = bert_config(config.model, self.text.tokenizer.vocab_size)
         self.num_classes = int(self.text.train.num_classes)
@@ -163,30 +120,20 @@ class TextClassifier(Method):
     def chance_loss(self) -> float:
         return math.log(self.num_classes)
 
-    # ----- what the classification evaluator reads --------------------------------------
-    def _test(self) -> tc.ClassificationSplit:
-        if not hasattr(self, "_test_split"):
-            self._test_split = tc.load_classification_split(
-                self.config.data, tc.eval_split(self.config.data.name), self.text.tokenizer)
-        return self._test_split
-
-    def test_reader(self):
-        return DeviceReader(self._test().arrays(), self.mesh), self._test().num_examples
-
-    def test_labels(self) -> np.ndarray:
-        return self._test().label
-
-    def train_labels(self) -> np.ndarray:
-        return self.text.train.label
-
-    def batch_logits(self, params, model_state, batch):
+    def logits(self, params, model_state, inputs):
+        """Eval-mode logits ``[B, K]`` of a token batch ``{ids, segment_ids, attention_mask}``."""
         del model_state
-        return self.model.apply({"params": params}, batch["ids"], batch["segment_ids"],
-                                batch["attention_mask"], train=False)
+        return self.model.apply({"params": params}, inputs["ids"], inputs["segment_ids"],
+                                inputs["attention_mask"], train=False)
 
-    def baseline_overrides(self) -> dict:
-        """The random-init baseline keeps this run's vocabulary."""
-        return {"data.vocab_file": self.text.vocab_path}
+    def random_init_baseline(self) -> dict | None:
+        """The same recipe from random initialisation (with this run's vocabulary) when
+        ``classifier.baselines`` lists ``random_init`` and this run starts from a checkpoint."""
+        c = self.config
+        if "random_init" not in tuple(c.classifier.baselines) or not config_lib.init_path(c):
+            return None
+        return {"train.init_from": config_lib.RANDOM_INIT, "classifier.baselines": (),
+                "train.eval_every_steps": 0, "data.vocab_file": self.text.vocab_path}
 
     def save_artifacts(self, workdir: str) -> None:
         if jax.process_index() == 0 and workdir:
@@ -207,8 +154,8 @@ class TextClassifier(Method):
             raise checkpoint_lib.CheckpointError(
                 f"train.init_from={path!r}: the checkpoint has no params/bert (a masked-language "
                 "run's encoder); check the path")
-        new = _load_subtree(state.params["bert"], theirs, path, "params/bert")
+        new = checkpoint_lib.load_subtree(state.params["bert"], theirs, path, "params/bert")
         return state.replace(params={**state.params, "bert": new}), ["params/bert"]
 
 
-__all__ = ["TextClassifier", "text_classifier_config", "vocab_path"]
+__all__ = ["TextClassifier", "text_classifier_config"]

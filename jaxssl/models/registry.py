@@ -63,6 +63,12 @@ def create_backbone(name: str, **kwargs) -> nn.Module:
 VIT_OVERRIDES = {"vit_hidden_dim": "hidden_dim", "vit_depth": "depth", "vit_num_heads": "num_heads"}
 
 
+def compute_dtype(model_cfg):
+    """The compute dtype of ``model.dtype`` (``'bfloat16'`` or ``'float32'``): the one place it
+    is decided; parameters stay float32."""
+    return jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32
+
+
 def build_backbone(model_cfg) -> nn.Module:
     """The backbone ``model.backbone`` with the options of the ``config.model`` section.
 
@@ -76,7 +82,7 @@ def build_backbone(model_cfg) -> nn.Module:
     from jaxssl.models import resnet
     m = model_cfg
     name = m.backbone
-    dtype = jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32
+    dtype = compute_dtype(m)
     if name.startswith("vit"):
         if name not in VIT_SIZES:
             raise ValueError(f"config field model.backbone={name!r} is invalid: use one of "
@@ -98,11 +104,6 @@ def build_backbone(model_cfg) -> nn.Module:
     return create_backbone(name, dtype=dtype)
 
 
-def backbone_feature_dim(name: str, **kwargs) -> int:
-    """Width D of the features ``create_backbone(name, **kwargs)`` returns (no init needed)."""
-    return create_backbone(name, **kwargs).feature_dim
-
-
 def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any]]:
     if name not in _BACKBONES:
         raise ValueError(
@@ -111,5 +112,5 @@ def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any]]:
     return _BACKBONES[name]
 
 
-__all__ = ["create_backbone", "build_backbone", "backbone_feature_dim", "backbone_fields",
+__all__ = ["create_backbone", "build_backbone", "backbone_fields",
            "BACKBONE_NAMES", "VIT_OVERRIDES"]

@@ -54,7 +54,6 @@ from jaxssl.models.remat import remat_block
 
 STEMS = ("imagenet", "cifar")
 # solo-learn's CIFAR stem (``solo/methods/base.py``): Conv2d(3, 64, 3, stride 1, padding=2).
-SOLO_LEARN_CIFAR_STEM_PADDING = 2
 
 # torchvision: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"), i.e. an
 # (untruncated) normal with variance 2 / (out_channels * kh * kw).
@@ -317,5 +316,4 @@ def resnet50(**kwargs) -> ResNet:
 
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50",
-           "conv_kernel_init", "STEMS", "normalize_input", "resnet_options",
-           "SOLO_LEARN_CIFAR_STEM_PADDING"]
+           "conv_kernel_init", "STEMS", "normalize_input", "resnet_options"]

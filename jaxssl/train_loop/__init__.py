@@ -11,6 +11,8 @@
   step: read its metrics, log them, carry out the policy's decision.
 * :mod:`~jaxssl.train_loop.step_log` -- :class:`StepLog`: the log action (metrics row,
   progress line, collapse monitor) of a step whose metrics are on the host.
+* :mod:`~jaxssl.train_loop.preemption` -- :class:`PreemptionWatch`: SIGTERM / Ctrl-C stop
+  requests, answered at the same step on every process.
 
 The batch prefetcher is a data part: :class:`jaxssl.data.prefetch.PrefetchingFeeder`.
 """
