@@ -6,7 +6,8 @@ Command:   python -m jaxssl.main --config=configs/mae_vit_huge_imagenet.py --wor
            (ImageNet needs its manual files: python scripts/prepare_data.py imagenet2012)
 Hardware:  B=4096 global: a TPU v3-128 pod slice (the paper's TF/TPU setting) or 8 nodes x 8
            V100-32G (PRETRAIN.md trains ViT-H with the ViT-L command and ``--model
-           mae_vit_huge_patch14``). PARAMS_NOTE
+           mae_vit_huge_patch14``). Encoder 630M + decoder 26M parameters: 2.6 GB in float32,
+           3x that with AdamW's moments, before gradients and activations.
 Runtime:   not reported for 1600 epochs (PRETRAIN.md reports ViT-L only: ~42 h for 800 epochs
            on 64 V100); plan it with scripts/plan.py.
 Expected:  86.9 ImageNet top-1 after end-to-end fine-tuning of the 1600-epoch model

@@ -9,7 +9,8 @@ Command:   python -m jaxssl.main --config=configs/mae_vit_large_imagenet.py --wo
            (ImageNet needs its manual files: python scripts/prepare_data.py imagenet2012)
 Hardware:  B=4096 global: a TPU v3-128 pod slice (the paper's TF/TPU setting) or 8 nodes x 8
            V100-32G (PRETRAIN.md: ``--nodes 8 --use_volta32 --batch_size 64``); plan the slice
-           (encoder 303M + decoder 26M parameters: 1.3 GB in float32, 3x that with AdamW's moments).
+           (encoder 303M + decoder 26M parameters: 1.3 GB in float32, 3x that with AdamW's moments,
+           before gradients and activations).
 Runtime:   PRETRAIN.md: ~42 h for 800 epochs on 64 V100 (PyTorch); 1600 epochs about twice that.
 Expected:  85.9 ImageNet top-1 after end-to-end fine-tuning of the 1600-epoch model
            (facebookresearch/mae README.md fine-tuning table; FINETUNE.md: the released

@@ -25,8 +25,9 @@ Expected:  ImageNet linear-probe top-1 of the reference's pretrained models, und
                                                          CONFIG.md lines 76-96)
              vit_small 73.2, vit_base 76.7               (README.md ViT table, CONFIG.md 194-209)
              vit_large 77.6 linear, 84.1 fine-tuned      (the MoCo v3 paper, Chen, Xie & He 2021,
-                                                         ViT-L/16, 300 epochs; quoted, not in the
-                                                         repository: its tables stop at ViT-B)
+                                                         ViT-L/16, 300 epochs; quoted from the
+                                                         paper, not re-read for this preset: the
+                                                         repository's tables stop at ViT-B)
            Each variant runs the pretraining command of its row; the deviations that remain
            are listed in docs/recipes.md (SyncBN statistics over the global
            batch, per-step schedules, the TPU-friendly augmentation ops). jaxssl's own linear
