@@ -182,6 +182,44 @@ def test_mae_large_models_have_the_reference_shapes(preset, width, depth, heads,
     assert count(params["encoder"]) + (1 + n) * width == published
 
 
+def _reference_patchify(imgs_nchw, p):
+    """facebookresearch/mae models_mae.py ``patchify`` (NCHW -> [N, L, p*p*3]) in numpy."""
+    n, c, hh, _ = imgs_nchw.shape
+    h = w = hh // p
+    x = imgs_nchw.reshape(n, c, h, p, w, p)
+    x = np.einsum("nchpwq->nhwpqc", x)
+    return x.reshape(n, h * w, p * p * c)
+
+
+def test_mae_vit_h14_loss_on_the_reference_patch_layout():
+    """Patch 14 end to end at 224 px (shrunk widths): 256 patches of 588 values in MAE's
+    patchify order, the decoder predicting that many per patch, a finite loss over the 192
+    removed patches."""
+    from jaxssl import losses
+    from jaxssl.augment import patch_masking
+    config = load_preset("mae_vit_huge_imagenet", mae__encoder_hidden_dim=32,
+                         mae__encoder_depth=1, mae__encoder_heads=2, mae__decoder_dim=16,
+                         mae__decoder_depth=1, mae__decoder_heads=2)
+    model = mae_lib.build_model(config, channels=3)
+    images = np.random.default_rng(3).normal(size=(2, 224, 224, 3)).astype(np.float32)
+    target = np.asarray(losses.patchify(jnp.asarray(images), 14))
+    np.testing.assert_array_equal(target, _reference_patchify(images.transpose(0, 3, 1, 2), 14))
+    pm = patch_masking.random_patch_mask(jax.random.key(1), 2, 256, 0.75)
+    assert int(np.asarray(pm.mask).sum()) == 2 * 192
+    shapes = jax.eval_shape(model.init, jax.random.key(0), images, pm.ids_keep, pm.ids_restore)
+    rng = np.random.default_rng(4)
+    params = jax.tree_util.tree_map(lambda x: rng.normal(0, 0.05, x.shape).astype(np.float32),
+                                    shapes["params"])
+
+    @jax.jit
+    def loss_fn(params):
+        pred = model.apply({"params": params}, images, pm.ids_keep, pm.ids_restore)
+        return pred, losses.mae_loss(pred, jnp.asarray(target), pm.mask, norm_pix_loss=True)
+
+    pred, loss = loss_fn(params)
+    assert pred.shape == (2, 256, 588) and np.isfinite(float(loss))
+
+
 def test_dino_vit_b16_learned_positions_serve_both_crop_sizes():
     """One position table, made for the 224 px globals, resized for the 96 px locals."""
     config = load_preset("dino_imagenet", "vit_b16", model__vit_depth=1, model__vit_hidden_dim=32,
