@@ -261,7 +261,7 @@ def _layer_norm(x, w, b, eps=1e-6):
 
 def timm_vit_forward(sd, x_nchw, num_heads, pool):
     """timm ``VisionTransformer.forward`` (class token, no_embed_class=False, pre-LN blocks,
-    LayerNorm eps 1e-6, exact GELU, ``global_pool`` 'token' or 'avg' with fc_norm=False,
+    LayerNorm eps 1e-6, exact GELU, ``global_pool`` 'token' or 'avg' with fc_norm False or True,
     num_classes=0) in float64 numpy, reading a timm state dict: the reference for the export."""
     x = x_nchw.astype(np.float64)
     w = sd["patch_embed.proj.weight"].astype(np.float64)         # [D, C, p, p]
@@ -290,6 +290,8 @@ def timm_vit_forward(sd, x_nchw, num_heads, pool):
         h = h @ g("mlp.fc1.weight").T + g("mlp.fc1.bias")
         h = 0.5 * h * (1.0 + erf(h / np.sqrt(2.0)))
         x = x + h @ g("mlp.fc2.weight").T + g("mlp.fc2.bias")
+    if pool == "gap_fc_norm":   # timm global_pool='avg', fc_norm=True: pool, then fc_norm
+        return _layer_norm(x[:, 1:].mean(1), sd["fc_norm.weight"], sd["fc_norm.bias"])
     x = _layer_norm(x, sd["norm.weight"], sd["norm.bias"])
     return x[:, 0] if pool == "cls" else x[:, 1:].mean(1)
 
@@ -314,7 +316,7 @@ def _family_case(name, pool, posemb, layout="mae"):
 
 @pytest.mark.parametrize("name, pool, posemb, layout", [
     ("vit_l16", "cls", "sincos2d", "mae"), ("vit_h14", "cls", "sincos2d", "mae"),
-    ("vit_l16", "gap", "learned", "mocov3")])
+    ("vit_l16", "gap", "learned", "mocov3"), ("vit_l16", "gap_fc_norm", "sincos2d", "mae")])
 def test_large_vit_export_runs_to_the_same_features_in_a_numpy_timm_forward(
         name, pool, posemb, layout):
     f = FAMILIES[name]
@@ -332,7 +334,7 @@ def _need_torch():
                     "(pip install torch timm)")
 
 
-@pytest.mark.parametrize("name, pool", [("vit_l16", "cls"), ("vit_h14", "gap")])
+@pytest.mark.parametrize("name, pool", [("vit_l16", "cls"), ("vit_h14", "gap_fc_norm")])
 def test_large_vit_export_matches_timm(name, pool):
     _need_torch()
     import torch

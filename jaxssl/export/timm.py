@@ -12,6 +12,7 @@ sincos2d (not a parameter)                   ``pos_embed`` = [zero row; the fixe
 ``blocks_i/<layer>/kernel`` [in, out]        ``blocks.i.<layer>.weight`` [out, in]
 ``blocks_i/norm1/{scale,bias}``              ``blocks.i.norm1.{weight,bias}``
 ``norm/{scale,bias}``                        ``norm.{weight,bias}``
+``fc_norm/{scale,bias}`` (pool gap_fc_norm)  ``fc_norm.{weight,bias}``
 ``register_tokens`` [1, R, D]                ``reg_token`` (``pos_embed`` gets R zero rows)
 ``blocks_i/ls{1,2}/gamma`` (LayerScale)      ``blocks.i.ls{1,2}.gamma``
 ``blocks_i/mlp/w12``, ``blocks_i/mlp/w3``    ``blocks.i.mlp.fc1``, ``blocks.i.mlp.fc2``
@@ -29,7 +30,9 @@ The timm model that loads the export (:func:`timm_kwargs`): ``class_token=True``
 LayerNorm eps 1e-6, exact GELU, ``qkv_bias=True``, ``num_classes=0`` (no head: the output is
 the pooled feature). Pooling: jaxssl ``pool='cls'`` -> timm ``global_pool='token'``; ``'gap'``
 (mean of the patch tokens *after* the final norm) -> ``global_pool='avg', fc_norm=False``
-(timm's default for 'avg' would move the norm after the pool). Preprocessing is not part of
+(timm's default for 'avg' would move the norm after the pool); ``'gap_fc_norm'`` (MAE's
+fine-tuned encoders: mean of the last block's patch tokens, then ``fc_norm``) -> ``global_pool=
+'avg', fc_norm=True`` (``fc_norm.{weight,bias}``, no ``norm``). Preprocessing is not part of
 the export: feed the model what jaxssl fed it (images in [0, 1], or for MAE the normalised
 pixels of ``mae.pixel_mean / pixel_std``), in NCHW layout. DINOv2-style options map onto
 timm's own: LayerScale (``init_values``), register tokens (``reg_tokens``), SwiGLU
@@ -45,7 +48,8 @@ import numpy as np
 
 from jaxssl.models.vit import sincos_2d_position_embedding
 
-POOL_TO_TIMM = {"cls": dict(global_pool="token"), "gap": dict(global_pool="avg", fc_norm=False)}
+POOL_TO_TIMM = {"cls": dict(global_pool="token"), "gap": dict(global_pool="avg", fc_norm=False),
+                "gap_fc_norm": dict(global_pool="avg", fc_norm=True)}
 
 
 def _dense(leaf: Mapping, key: str, out: dict, xp) -> None:
@@ -107,7 +111,10 @@ def _convert(params: Mapping, image_size: int, sincos_layout: str, xp) -> dict:
         for ls in ("ls1", "ls2"):  # LayerScale
             if ls in block:
                 out[f"{key}.{ls}.gamma"] = xp.asarray(block[ls]["gamma"], xp.float32)
-    _norm(params["norm"], "norm", out, xp)
+    if "norm" in params:       # pool 'cls' / 'gap': the final LayerNorm
+        _norm(params["norm"], "norm", out, xp)
+    if "fc_norm" in params:    # pool 'gap_fc_norm' (MAE fine-tuning): no final norm, fc_norm
+        _norm(params["fc_norm"], "fc_norm", out, xp)
     return out
 
 
