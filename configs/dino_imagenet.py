@@ -6,21 +6,35 @@ Variants (``--config=configs/dino_imagenet.py:VARIANT``):
   vit_s16_300ep      ViT-S/16, 300 epochs   README "Boosting DINO performance": ``--epochs 300
                      --teacher_temp 0.07 --warmup_teacher_temp_epochs 30 --norm_last_layer
                      false`` with run_with_submitit.py's 2 nodes x 8 GPUs (batch 1024)
+  vit_b16            ViT-B/16, 400 epochs   the README's ViT-B/16 row: the ``args`` file linked
+                     there for the released checkpoint (``dino_vitbase16_pretrain/args.txt``):
+                     4 nodes x 8 GPUs x 32 = batch 1024, lr 0.00075, min_lr 2e-6, clip_grad 0.3,
+                     teacher_temp 0.04 -> 0.07 over 50 epochs, freeze_last_layer 3, 10 local
+                     crops, global crops [0.25, 1], local [0.05, 0.25], use_fp16 false
   r50                ResNet-50, 100 epochs  README "ResNet-50 and other convnets trainings":
                      ``--arch resnet50 --optimizer sgd --lr 0.03 --weight_decay 1e-4
                      --weight_decay_end 1e-4 --global_crops_scale 0.14 1 --local_crops_scale
                      0.05 0.14`` on 8 GPUs (batch 512)
 
 Command:   python -m jaxssl.main --config=configs/dino_imagenet.py:vit_s16 --workdir=runs/dino_vits16
+           python -m jaxssl.main --config=configs/dino_imagenet.py:vit_b16 --workdir=runs/dino_vitb16
            python -m jaxssl.main --config=configs/dino_imagenet.py:r50 --workdir=runs/dino_r50
            (ImageNet needs its manual files: python scripts/prepare_data.py imagenet2012)
 Hardware:  vit_s16 / r50: 8 V100 in the reference (vit_s16: "1.75 day"); vit_s16_300ep 16 GPUs
-           ("2.6 days"). A TPU v3-8 / v3-16 or 8 / 16 A100-class GPUs here.
+           ("2.6 days"); vit_b16 32 GPUs (args.txt ``world_size`` 32). A TPU v3-8 / v3-16 /
+           v3-32 or 8 / 16 / 32 A100-class GPUs here.
 Runtime:   not measured here.
 Expected:  ImageNet top-1 under DINO's own protocols (eval_knn.py: 20-NN on the teacher's
            features, T 0.07; eval_linear.py: linear on the last 4 [CLS] tokens for ViT-S):
              vit_s16        kNN 69.3, linear 74.0   (README "Vanilla DINO training")
              vit_s16_300ep  kNN 73.3, linear 76.0   (README "Boosting DINO performance")
+             vit_b16        kNN 76.1, linear 78.2   (README "Pretrained models" ViT-B/16 row and
+                            its linear-evaluation table; eval_linear.py for ViT-B: the last
+                            block's [CLS] + average-pooled patch tokens, README.md:340). The
+                            README's other ViT-B command ("DINO with ViT-base network":
+                            main_dino.py defaults with ``--arch vit_base`` on 16 GPUs, 100
+                            epochs) has no published number, so the variant follows the
+                            released model's args.
              r50            no number is published for this command (README gives its
                             training log only). The README's ResNet-50 row (kNN 67.5,
                             linear 75.3) is the released checkpoint, trained with the
@@ -45,6 +59,10 @@ ColorJitter(0.4, 0.4, 0.2, 0.1) p=0.8, grayscale p=0.2; PIL blur sigma [0.1, 2] 
 biases and 1-D ones (``get_params_groups``).
   vit_s16*: ViT-S/16 (384 wide, 12 blocks, 6 heads; vision_transformer.py ``vit_small``), AdamW
        LR 0.0005 x B/256, weight decay 0.04 -> 0.4 on a cosine (``weight_decay_end``).
+  vit_b16: ViT-B/16 (768 wide, 12 blocks, 12 heads; ``vit_base``), the values of args.txt above;
+       its ``drop_path_rate`` 0.1 is deviation (1). Learned positions as DINO's (trunc-normal
+       0.02, bicubically resized with DINO's +0.1 offset for the 96 px crops) and float32
+       (args.txt: ``use_fp16`` false), so deviations (2) and (5) do not apply to it.
   r50: torchvision ResNet-50 (no zero-init), SGD momentum 0.9, LR 0.03 x B/256, weight decay
        1e-4 constant (``--weight_decay_end 1e-4``).
 
@@ -62,7 +80,7 @@ from jaxssl.methods.dino import dino_config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)   # DataAugmentationDINO transforms.Normalize
 IMAGENET_STD = (0.229, 0.224, 0.225)
-VARIANTS = ("vit_s16", "vit_s16_300ep", "r50")
+VARIANTS = ("vit_s16", "vit_s16_300ep", "vit_b16", "r50")
 
 
 def get_config(arg=None):
@@ -102,6 +120,16 @@ def get_config(arg=None):
             c.dino.update(dict(teacher_temp=0.07, warmup_teacher_temp_epochs=30,
                                norm_last_layer=False))
             c.train.update(dict(batch_size=1024, num_epochs=300.0))
+        if variant == "vit_b16":   # dino_vitbase16_pretrain/args.txt
+            # learned positions, resized for the 96 px crops as interpolate_pos_encoding does
+            c.model.update(dict(backbone="vit_base", posemb="learned"))
+            c.augment.crop_scale = (0.25, 1.0)                     # global_crops_scale
+            c.dino.update(dict(teacher_temp=0.07, warmup_teacher_temp=0.04,
+                               warmup_teacher_temp_epochs=50, norm_last_layer=True,
+                               freeze_last_layer_epochs=3, local_crops_number=10,
+                               local_crop_scale=(0.05, 0.25)))
+            c.optim.update(dict(base_lr=0.00075, min_lr=2e-6, grad_clip_per_param=0.3))
+            c.train.update(dict(batch_size=1024, num_epochs=400.0))
     else:
         c.model.update(dict(backbone="resnet50", stem="imagenet", width_multiplier=1,
                             zero_init_residual=False, input_mean=IMAGENET_MEAN,

@@ -34,8 +34,10 @@ from jaxssl.models.vit import VisionTransformer, sincos_2d_position_embedding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "recipes.md")
-PRESETS = {"mocov3_imagenet": ["r50", "r50_300ep", "r50_1000ep", "vit_small", "vit_base"],
+PRESETS = {"mocov3_imagenet": ["r50", "r50_300ep", "r50_1000ep", "vit_small", "vit_base",
+                               "vit_large"],
            "mae_vit_base_imagenet": [None], "mae_digits": [None],
+           "mae_vit_large_imagenet": ["1600ep", "800ep"], "mae_vit_huge_imagenet": [None],
            "bert_base_mlm": ["phase1", "phase2", "phase2_rewarm"], "bert_pydoc": [None]}
 
 

@@ -96,6 +96,24 @@ def encoder_sizes(model_cfg, mae_cfg) -> dict:
     return sizes
 
 
+def build_model(config, channels: int) -> MaskedAutoencoder:
+    """The :class:`MaskedAutoencoder` of ``config`` (``model``: backbone size, ``patch_size``,
+    ``dtype``, ``remat``; ``mae``: encoder overrides, pool, decoder) for ``channels``-channel
+    images of side ``data.image_size``: MAE ViT-B/16, ViT-L/16 (``vit_large``) and ViT-H/14
+    (``vit_huge`` with ``model.patch_size=14``: 256 patches, 588 pixel values each)."""
+    c, m = config, config.mae
+    dtype = registry.compute_dtype(c.model)
+    patch = int(c.model.patch_size)
+    grid = int(c.data.image_size) // patch
+    encoder = VisionTransformer(**encoder_sizes(c.model, m), patch_size=patch,
+                                pool=m.pool, posemb="sincos2d", dtype=dtype,
+                                remat=str(c.model.remat), **ENCODER_INIT)
+    decoder = MAEDecoder(grid_hw=(grid, grid), patch_dim=patch * patch * channels,
+                         hidden_dim=int(m.decoder_dim), depth=int(m.decoder_depth),
+                         num_heads=int(m.decoder_heads), dtype=dtype)
+    return MaskedAutoencoder(encoder=encoder, decoder=decoder)
+
+
 class MAE(ImageMethod):
 
     @classmethod
@@ -149,7 +167,6 @@ class MAE(ImageMethod):
     def __init__(self, config, mesh, data, total_steps: int):
         super().__init__(config, mesh, data, total_steps)
         c, m = config, config.mae
-        dtype = registry.compute_dtype(c.model)
         self.patch_size = int(c.model.patch_size)
         grid = self.image_size // self.patch_size
         self.num_patches = grid * grid
@@ -162,14 +179,7 @@ class MAE(ImageMethod):
                              f"give 1 or {self.channels} values")
         self.pixel_mean = jnp.asarray(mean, jnp.float32)
         self.pixel_std = jnp.asarray(std, jnp.float32)
-        encoder = VisionTransformer(**encoder_sizes(c.model, m), patch_size=self.patch_size,
-                                    pool=m.pool, posemb="sincos2d", dtype=dtype,
-                                    remat=str(c.model.remat), **ENCODER_INIT)
-        decoder = MAEDecoder(grid_hw=(grid, grid),
-                             patch_dim=self.patch_size * self.patch_size * self.channels,
-                             hidden_dim=int(m.decoder_dim), depth=int(m.decoder_depth),
-                             num_heads=int(m.decoder_heads), dtype=dtype)
-        self.model = MaskedAutoencoder(encoder=encoder, decoder=decoder)
+        self.model = build_model(c, self.channels)
 
     # ----- data -------------------------------------------------------------------------
     def view(self, batch, step):
@@ -239,5 +249,5 @@ class MAE(ImageMethod):
         return float(3 * batch * fwd)
 
 
-__all__ = ["MAE", "default_config", "encoder_sizes", "IMAGENET_MEAN", "IMAGENET_STD",
+__all__ = ["MAE", "build_model", "default_config", "encoder_sizes", "IMAGENET_MEAN", "IMAGENET_STD",
            "ENCODER_INIT"]
