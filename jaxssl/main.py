@@ -112,6 +112,9 @@ def main(argv):
     from jaxssl.data.tfds_images import DatasetNotPreparedError
     if note:
         metrics.log(note)
+    from jaxssl.imports import workdir as import_workdir
+    for change in import_workdir.config_overrides(config):  # the imported weights' model fields
+        metrics.log(f"train.init_from={config.train.init_from}: {change}")
     config_lib.validate(config)  # a bad config fails here, before any device work
     check_dependencies(config)
     try:

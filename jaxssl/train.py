@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxssl.imports import read as imports_read
 from jaxssl import checkpoint as checkpoint_lib
 from jaxssl import config as config_lib
 from jaxssl import metrics as metrics_lib
@@ -454,7 +455,12 @@ def _initial_state(ckpt, abstract_state, fresh_state, train_cfg, method, mesh):
         metrics_lib.log("restore_fallback: no usable checkpoint left; starting from scratch")
         return fresh_state()
     state = fresh_state()
-    if train_cfg.init_from:
+    if train_cfg.init_from and imports_read.is_import_source(train_cfg.init_from):
+        from jaxssl.imports import workdir as import_workdir  # a released checkpoint
+        state, message = import_workdir.init_state(train_cfg.init_from, state, mesh,
+                                                   method.config)
+        metrics_lib.log(message)
+    elif train_cfg.init_from:
         if hasattr(method, "init_from"):  # e.g. a classifier: the pretrained backbone only
             state, loaded = method.init_from(train_cfg.init_from, state, mesh)
             metrics_lib.log(f"init_from {train_cfg.init_from}: loaded {', '.join(loaded)}")

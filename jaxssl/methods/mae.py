@@ -162,7 +162,7 @@ class MAE(ImageMethod):
         self.pixel_mean = jnp.asarray(mean, jnp.float32)
         self.pixel_std = jnp.asarray(std, jnp.float32)
         encoder = VisionTransformer(**encoder_sizes(c.model, m), patch_size=self.patch_size,
-                                    pool=m.pool, posemb="sincos2d", dtype=dtype,
+                                    pool=m.pool, posemb=c.model.posemb, dtype=dtype,
                                     remat=str(c.model.remat), **ENCODER_INIT)
         decoder = MAEDecoder(grid_hw=(grid, grid),
                              patch_dim=self.patch_size * self.patch_size * self.channels,
