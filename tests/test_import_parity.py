@@ -180,3 +180,60 @@ def test_safetensors_import_needs_no_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "vit", out.stderr[-2000:]
+
+
+class _TorchDINOHead(torch.nn.Module):
+    """facebookresearch/dino ``vision_transformer.py`` ``DINOHead`` (transcribed)."""
+
+    def __init__(self, in_dim, out_dim, use_bn=False, nlayers=3, hidden_dim=64,
+                 bottleneck_dim=16):
+        super().__init__()
+        layers = [torch.nn.Linear(in_dim, hidden_dim)]
+        if use_bn:
+            layers.append(torch.nn.BatchNorm1d(hidden_dim))
+        layers.append(torch.nn.GELU())
+        for _ in range(nlayers - 2):
+            layers.append(torch.nn.Linear(hidden_dim, hidden_dim))
+            if use_bn:
+                layers.append(torch.nn.BatchNorm1d(hidden_dim))
+            layers.append(torch.nn.GELU())
+        layers.append(torch.nn.Linear(hidden_dim, bottleneck_dim))
+        self.mlp = torch.nn.Sequential(*layers)
+        self.last_layer = torch.nn.utils.weight_norm(
+            torch.nn.Linear(bottleneck_dim, out_dim, bias=False))
+        self.last_layer.weight_g.data.fill_(1)
+
+    def forward(self, x):
+        x = torch.nn.functional.normalize(self.mlp(x), dim=-1, p=2)
+        return self.last_layer(x)
+
+
+@pytest.mark.parametrize("use_bn", [False, True])
+def test_dino_full_checkpoint_brings_its_heads_and_teacher(use_bn, tmp_path):
+    from jaxssl.models.dino_head import DINOHead
+
+    vit = _timm_vit("vit_small_patch16_224", img_size=32, depth=1)
+    torch.manual_seed(1)
+    heads = {role: _TorchDINOHead(384, 40, use_bn=use_bn).eval() for role in ("student", "teacher")}
+    if use_bn:
+        _randomise_bn(heads["teacher"])
+    ckpt = {"student": {**{f"module.backbone.{k}": v for k, v in vit.state_dict().items()},
+                        **{f"module.head.{k}": v for k, v in heads["student"].state_dict().items()}},
+            "teacher": {**{f"backbone.{k}": v + 1 for k, v in vit.state_dict().items()},
+                        **{f"head.{k}": v for k, v in heads["teacher"].state_dict().items()}},
+            "epoch": 100}
+    path = tmp_path / "checkpoint.pth"
+    torch.save(ckpt, path)
+    imported = imports.load_source(str(path))
+    assert imported.entries == {"online": "student/module.backbone.", "teacher": "teacher/backbone."}
+    assert not [k for k in imported.dropped if "head" in k], imported.dropped
+    x = np.random.default_rng(0).normal(size=(3, 384)).astype(np.float32)
+    with torch.no_grad():
+        want = heads["teacher"](torch.from_numpy(x)).numpy()
+    module = DINOHead(out_dim=40, hidden_dim=64, bottleneck_dim=16, use_bn=use_bn)
+    variables = {"params": imported.teacher_extra["head"]}
+    if use_bn:
+        variables["batch_stats"] = imported.teacher_extra_stats["head"]
+    _close(module.apply(variables, jnp.asarray(x), train=False), want)
+    np.testing.assert_array_equal(imported.teacher_params["cls_token"],
+                                  imported.params["cls_token"] + 1)

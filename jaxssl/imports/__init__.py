@@ -41,6 +41,9 @@ class Imported:
     teacher_params: dict | None = None
     teacher_batch_stats: dict | None = None
     extra: dict = dataclasses.field(default_factory=dict)
+    extra_stats: dict = dataclasses.field(default_factory=dict)
+    teacher_extra: dict = dataclasses.field(default_factory=dict)
+    teacher_extra_stats: dict = dataclasses.field(default_factory=dict)
     fields: dict = dataclasses.field(default_factory=dict)
     dropped: list = dataclasses.field(default_factory=list)
     source: str = ""
@@ -62,6 +65,17 @@ def _convert(fmt: str, sd: dict, grid: int | None):
         return params, {}, fields, extra, dropped
     params, dropped = convert.bert(sd)
     return params, {}, {}, {}, dropped
+
+
+def _head(sd: dict, prefix: str) -> tuple[dict, dict, str | None]:
+    """DINO's projection head beside a ``backbone.`` prefix: ``(params, stats, its prefix)``."""
+    if not prefix.endswith("backbone."):
+        return {}, {}, None
+    head_prefix = prefix[: -len("backbone.")] + "head."
+    head = convert.dino_head(convert.strip_prefix(sd, head_prefix))
+    if head is None:
+        return {}, {}, None
+    return {"head": head[0]}, ({"head": head[1]} if head[1] else {}), head_prefix
 
 
 def load_source(src: str, fmt: str | None = None, *, allow_pickle: bool = False,
@@ -86,6 +100,12 @@ def load_source(src: str, fmt: str | None = None, *, allow_pickle: bool = False,
                    dropped=[prefix + k for k in dropped if not k.startswith("head")]
                    + sorted(k for k in sd if not k.startswith(prefix)))
     out.entries["online"] = f"{online_entry + '/' if online_entry else ''}{prefix}"
+    if fmt == "vit":
+        head, head_stats, head_prefix = _head(sd, prefix)
+        if head:
+            out.extra.update(head)
+            out.extra_stats.update(head_stats)
+            out.dropped = [k for k in out.dropped if not k.startswith(head_prefix)]
     teacher_sd, teacher_prefix = None, None
     if teacher_entry is not None:
         teacher_sd = entries[teacher_entry]
@@ -97,6 +117,8 @@ def load_source(src: str, fmt: str | None = None, *, allow_pickle: bool = False,
         t_params, t_stats, _, _, _ = _convert(fmt, convert.strip_prefix(teacher_sd,
                                                                          teacher_prefix), grid)
         out.teacher_params, out.teacher_batch_stats = t_params, t_stats
+        if fmt == "vit":
+            out.teacher_extra, out.teacher_extra_stats, _ = _head(teacher_sd, teacher_prefix)
         out.entries["teacher"] = f"{teacher_entry + '/' if teacher_entry else ''}{teacher_prefix}"
     if fmt == "bert":
         out.extra = {k: params.pop(k) for k in ("cls", "pooler") if k in params}
@@ -220,6 +242,7 @@ def place(imported: Imported, params: dict, model_state: dict) -> tuple[dict, di
                                              imported.batch_stats, "BN statistics", loaded,
                                              "model_state/batch_stats")
     teacher = model_state.get("teacher")
+    t_path, prefix = None, ()
     if teacher is not None:
         t_params = teacher.get("params", teacher)
         t_path = _find_path(flax.core.unfreeze(t_params), is_backbone)
@@ -233,21 +256,51 @@ def place(imported: Imported, params: dict, model_state: dict) -> tuple[dict, di
                 model_state["teacher"] = overlay(model_state["teacher"], ("batch_stats",) + t_path,
                                                  t_stats, "teacher BN statistics", loaded,
                                                  "model_state/teacher")
-    parent = path[:-1]
-    for name, tree in imported.extra.items():
-        target_path = parent + (name,)
-        node = flax.core.unfreeze(params)
-        try:
-            for key in target_path:
-                node = node[key]
-        except (KeyError, TypeError):
-            continue  # the preset has no such part (e.g. a classifier without the MLM head)
-        params = overlay(params, target_path, tree, f"{name} of {imported.source}", loaded)
+    skipped: list[str] = []
+    params = _place_extras(params, path[:-1], imported.extra, "params", imported, loaded, skipped)
+    if imported.extra_stats and "batch_stats" in model_state:
+        model_state["batch_stats"] = _place_extras(
+            model_state["batch_stats"], path[:-1], imported.extra_stats,
+            "model_state/batch_stats", imported, loaded, skipped)
+    if teacher is not None and t_path is not None:
+        t_extra = imported.teacher_extra or imported.extra
+        t_extra_stats = imported.teacher_extra_stats or imported.extra_stats
+        model_state["teacher"] = _place_extras(model_state["teacher"], prefix + t_path[:-1],
+                                               t_extra, "model_state/teacher", imported, loaded,
+                                               skipped)
+        if t_extra_stats and "batch_stats" in model_state["teacher"]:
+            model_state["teacher"] = _place_extras(
+                model_state["teacher"], ("batch_stats",) + t_path[:-1], t_extra_stats,
+                "model_state/teacher", imported, loaded, skipped)
     every = sorted(flax.traverse_util.flatten_dict(
         {"params": flax.core.unfreeze(params), "model_state": model_state}, sep="/"))
     done = set(loaded)
-    report = {"loaded": len(loaded), "initialised": [k for k in every if k not in done]}
+    report = {"loaded": len(loaded), "initialised": [k for k in every if k not in done],
+              "not_placed": skipped}
     return params, model_state, report
+
+
+def _place_extras(target, parent: tuple, extras: dict, root: str, imported: Imported,
+                  loaded: list, skipped: list):
+    """Each extra subtree (a head, MAE's decoder, BERT's MLM head) at ``parent + (name,)`` of
+    ``target`` where the preset has it with the same structure; otherwise it is reported in
+    ``skipped`` (the preset's own part keeps its initialisation)."""
+    import flax
+
+    for name, tree in extras.items():
+        node = flax.core.unfreeze(target)
+        try:
+            for key in parent + (name,):
+                node = node[key]
+        except (KeyError, TypeError):
+            skipped.append(f"{name} (the preset has no {'/'.join(parent + (name,))})")
+            continue
+        try:
+            target = overlay(target, parent + (name,), tree, f"{name} of {imported.source}",
+                             loaded, root)
+        except ValueError as e:
+            skipped.append(f"{name} ({e})")
+    return target
 
 
 __all__ = ["Imported", "load_source", "summary", "apply_overrides", "read_import_summary",

@@ -227,6 +227,36 @@ def mae_decoder(sd: Mapping[str, np.ndarray]) -> dict | None:
     return out
 
 
+def dino_head(sd: Mapping[str, np.ndarray]) -> tuple[dict, dict] | None:
+    """``(params, batch_stats)`` of :class:`jaxssl.models.dino_head.DINOHead` from DINO's
+    ``DINOHead`` keys (``mlp.<i>`` Linear / BatchNorm1d layers in order, ``last_layer`` with
+    ``weight_norm``: ``weight_g`` [K, 1], ``weight_v`` [K, bottleneck], or the newer
+    ``parametrizations.weight.original0/1``), or None without a head. ``weight_g`` becomes
+    ``kernel_g`` only where it is not all ones (``norm_last_layer=False``)."""
+    v = sd.get("last_layer.weight_v", sd.get("last_layer.parametrizations.weight.original1"))
+    if v is None:
+        return None
+    g = sd.get("last_layer.weight_g", sd.get("last_layer.parametrizations.weight.original0"))
+    indices = sorted({int(m.group(1)) for k in sd if (m := re.match(r"mlp\.(\d+)\.weight$", k))})
+    params: dict = {}
+    stats: dict = {}
+    linear = 0
+    for i in indices:
+        key = f"mlp.{i}"
+        if f"{key}.running_mean" in sd:  # BatchNorm1d after Linear number linear - 1
+            params[f"bn_{linear - 1}"] = _norm(sd, key)
+            stats[f"bn_{linear - 1}"] = {"mean": np.asarray(sd[f"{key}.running_mean"], np.float32),
+                                         "var": np.asarray(sd[f"{key}.running_var"], np.float32)}
+        else:
+            params[f"mlp_{linear}"] = _linear(sd, key)
+            linear += 1
+    last = {"kernel_v": np.ascontiguousarray(np.asarray(v, np.float32).T)}
+    if g is not None and not np.allclose(np.asarray(g), 1.0):
+        last["kernel_g"] = np.asarray(g, np.float32).reshape(-1)
+    params["last_layer"] = last
+    return params, stats
+
+
 # ------------------------------------------------------------------------------------- BERT
 
 def bert(sd: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
@@ -274,4 +304,4 @@ def bert(sd: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
 
 
 __all__ = ["FORMATS", "PREFIXES", "detect", "strip_prefix", "resnet", "vit", "vit_depth",
-           "mae_decoder", "bert"]
+           "mae_decoder", "dino_head", "bert"]

@@ -95,8 +95,9 @@ def init_state(src: str, state, mesh, config, allow_pickle: bool = False):
     message = (f"init_from {src} ({imported.format}, {imported.entries}): loaded "
                f"{report['loaded']} tensors; newly initialised {len(init)} "
                f"({', '.join(init[:8])}{' ...' if len(init) > 8 else ''})")
-    if imported.dropped:
-        message += f"; not used from the checkpoint: {', '.join(imported.dropped[:8])}"
+    unused = imported.dropped + report["not_placed"]
+    if unused:
+        message += f"; not used from the checkpoint: {', '.join(unused[:8])}"
     return state, message
 
 
@@ -149,7 +150,8 @@ def write_workdir(config, src: str, workdir: str, fmt: str | None = None,
         shutil.copyfile(imported.vocab_file, os.path.join(workdir, "vocab.txt"))
     out = imports.summary(imported)
     out.update(method=config.method, backbone=config.model.backbone, overrides=changed,
-               loaded=report["loaded"], initialised=report["initialised"])
+               loaded=report["loaded"], initialised=report["initialised"],
+               not_placed=report["not_placed"])
     with open(os.path.join(workdir, imports.IMPORT_FILE), "w") as f:
         json.dump(out, f, indent=2)
     return out
