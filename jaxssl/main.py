@@ -112,6 +112,9 @@ def main(argv):
     from jaxssl.data.tfds_images import DatasetNotPreparedError
     if note:
         metrics.log(note)
+    from jaxssl.imports import workdir as import_workdir
+    for change in import_workdir.config_overrides(config):  # the imported weights' model fields
+        metrics.log(f"train.init_from={config.train.init_from}: {change}")
     # A bad config (every field: the shared ones, the method's, the evaluators') fails here,
     # in one line, before any device work (train.run checks the workdir first thing).
     methods.validate_config(config)

@@ -62,6 +62,7 @@ import optax
 
 from jaxssl import checkpoint as checkpoint_lib
 from jaxssl import config as config_lib
+from jaxssl.imports import read as imports_read
 from jaxssl import metrics as metrics_lib
 from jaxssl import monitor as monitor_lib
 from jaxssl import optim, paths, rng, run_info
@@ -430,7 +431,12 @@ def _initial_state(ckpt, abstract_state, fresh_state, train_cfg, method, mesh):
         metrics_lib.log("restore_fallback: no usable checkpoint left; starting from scratch")
         return fresh_state()
     state = fresh_state()
-    if train_cfg.init_from and train_cfg.init_from != config_lib.RANDOM_INIT:
+    if train_cfg.init_from and imports_read.is_import_source(train_cfg.init_from):
+        from jaxssl.imports import workdir as import_workdir  # a released checkpoint
+        state, message = import_workdir.init_state(train_cfg.init_from, state, mesh,
+                                                   method.config)
+        metrics_lib.log(message)
+    elif train_cfg.init_from and train_cfg.init_from != config_lib.RANDOM_INIT:
         # a classifier loads its backbone only; the default, what matches
         state, loaded = method.init_from(train_cfg.init_from, state, mesh)
         metrics_lib.log(f"init_from {train_cfg.init_from}: loaded {', '.join(loaded)}")

@@ -18,7 +18,10 @@ NAME:
                              dataset; wikipedia needs apache-beam and mwparserfromhell).
   image_folder               your own images, --src DIR with one sub-folder per class (or a
                              flat folder: unlabelled), resized to --image_size and written to
-                             --data_dir as arrays; no network (jaxssl.data.image_folder).
+                             --data_dir as arrays, or (--storage=sharded, automatic above 2 GiB
+                             of pixels) as ArrayRecord shards of the encoded files read like
+                             ImageNet; unreadable files are skipped and named (--strict
+                             refuses them); no network (jaxssl.data.image_folder).
                              Train with --config.data.name=image_folder
                              --config.data.data_dir=OUT.
 
@@ -106,15 +109,19 @@ def prepare_folder(args) -> int:
               file=sys.stderr)
         return EXIT_MISSING_FILES
     print(f"image_folder: reading {os.path.abspath(args.src)}")
-    print(f"image_folder: writing {os.path.abspath(args.data_dir)}/"
-          f"{{{image_folder.IMAGES_FILE},{image_folder.LABELS_FILE},{image_folder.METADATA_FILE}}}")
+    print(f"image_folder: writing {os.path.abspath(args.data_dir)} (--storage={args.storage})")
     meta = image_folder.prepare_image_folder(
         args.src, args.data_dir, image_size=args.image_size, unlabelled=args.unlabelled,
-        test_fraction=args.test_fraction, seed=args.split_seed)
+        test_fraction=args.test_fraction, seed=args.split_seed, storage=args.storage,
+        shard_size=args.shard_size, strict=args.strict)
     splits = {k: len(v) for k, v in meta["splits"].items()}
     kind = f"{len(meta['classes'])} classes {meta['classes']}" if meta["labelled"] else "unlabelled"
-    print(f"image_folder: {meta['num_examples']} images ({kind}) at "
-          f"{meta['image_size']}x{meta['image_size']}x3, splits {splits}")
+    stored = ("decoded at {0}x{0}x3 in images.npy".format(meta["image_size"])
+              if meta["storage"] == "arrays" else f"encoded in {len(meta['shards'])} ArrayRecord "
+              "shard(s), cropped on the host when training")
+    print(f"image_folder: {meta['num_examples']} images ({kind}), {stored}, splits {splits}"
+          + (f"; skipped {len(meta['skipped'])} unreadable: {', '.join(meta['skipped'][:5])}"
+             if meta["skipped"] else ""))
     print(f"train with: --config.data.name=image_folder --config.data.data_dir={args.data_dir}"
           + ("" if meta["labelled"] else " --config.eval.enabled=False"))
     return 0
@@ -137,6 +144,15 @@ def main(argv=None) -> int:
     parser.add_argument("--test_fraction", type=float, default=0.2,
                         help="image_folder: stratified held-out fraction of a labelled folder")
     parser.add_argument("--split_seed", type=int, default=0, help="image_folder: split seed")
+    parser.add_argument("--storage", default="auto", choices=["auto", "arrays", "sharded"],
+                        help="image_folder: 'arrays' (decoded, in memory when training), "
+                        "'sharded' (ArrayRecord shards of the encoded files, streamed and "
+                        "cropped on the host; bounded memory, resumable), 'auto' (arrays up to "
+                        "2 GiB of pixels)")
+    parser.add_argument("--shard_size", type=int, default=1024,
+                        help="image_folder --storage=sharded: files per shard")
+    parser.add_argument("--strict", action="store_true",
+                        help="image_folder: refuse an unreadable file instead of skipping it")
     args = parser.parse_args(argv)
     from jaxssl import cli
 

@@ -106,7 +106,7 @@ def build_model(config, channels: int) -> MaskedAutoencoder:
     patch = int(c.model.patch_size)
     grid = int(c.data.image_size) // patch
     encoder = VisionTransformer(**encoder_sizes(c.model, m), patch_size=patch,
-                                pool=m.pool, posemb="sincos2d", dtype=dtype,
+                                pool=m.pool, posemb=c.model.posemb, dtype=dtype,
                                 remat=str(c.model.remat), **ENCODER_INIT)
     decoder = MAEDecoder(grid_hw=(grid, grid), patch_dim=patch * patch * channels,
                          hidden_dim=int(m.decoder_dim), depth=int(m.decoder_depth),

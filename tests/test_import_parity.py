@@ -1,0 +1,239 @@
+"""Imported reference models give the reference forward pass (torchvision, timm, transformers).
+
+Each reference model is randomly initialised by its own library (BN running statistics and
+LayerScale made non-trivial), saved as its authors save it, imported with
+:func:`jaxssl.imports.load_source` and run by jaxssl's model: features / logits agree to 1e-4
+relative (fp32). Import then export returns the same tensors.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+torchvision = pytest.importorskip("torchvision")
+transformers = pytest.importorskip("transformers")
+
+from jaxssl import export, imports  # noqa: E402
+from jaxssl.models.bert import BertConfig, BertForMLM, BertPooler  # noqa: E402
+from jaxssl.models.registry import create_backbone  # noqa: E402
+from jaxssl.models.vit import VisionTransformer  # noqa: E402
+
+
+def _close(got, want, rtol=1e-4):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    scale = max(np.abs(want).max(), 1e-6)
+    assert np.abs(got - want).max() <= rtol * scale, np.abs(got - want).max() / scale
+
+
+def _randomise_bn(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(weights=None)
+    _randomise_bn(model)
+    model.fc = torch.nn.Identity()
+    return model.eval()
+
+
+def test_resnet50_from_a_moco_v2_checkpoint_matches_torchvision(resnet50, tmp_path):
+    sd = {f"module.encoder_q.{k}": v for k, v in resnet50.state_dict().items()}
+    sd.update({f"module.encoder_k.{k}": v + 1 for k, v in resnet50.state_dict().items()
+               if v.dtype == torch.float32})
+    sd["module.encoder_q.fc.0.weight"] = torch.zeros(2048, 2048)  # MoCo v2's MLP head: dropped
+    path = tmp_path / "checkpoint_0199.pth.tar"
+    torch.save({"epoch": 200, "arch": "resnet50", "state_dict": sd}, path)
+    imported = imports.load_source(str(path))
+    assert imported.format == "resnet" and imported.entries["online"] == "state_dict/module.encoder_q."
+    assert imported.teacher_params is not None  # encoder_k comes along as the momentum teacher
+    np.testing.assert_array_equal(imported.teacher_params["conv1"]["kernel"],
+                                  imported.params["conv1"]["kernel"] + 1)
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        want = resnet50(torch.from_numpy(x)).numpy()
+    model = create_backbone("resnet50", stem="imagenet")
+    got = model.apply({"params": imported.params, "batch_stats": imported.batch_stats},
+                      jnp.asarray(x.transpose(0, 2, 3, 1)), train=False)
+    _close(got, want)
+    # Import then export returns the same tensors (BN statistics included).
+    back = export.torchvision.resnet_state_dict(imported.params, imported.batch_stats)
+    for key, value in resnet50.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        np.testing.assert_array_equal(back[key], value.numpy(), err_msg=key)
+
+
+def _timm_vit(name, **kwargs):
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs).eval()
+    with torch.no_grad():  # non-trivial LayerScale / positions / tokens
+        for n, p in model.named_parameters():
+            if n.endswith("gamma") or "token" in n or "pos_embed" in n:
+                p.copy_(torch.randn_like(p) * 0.5)
+    return model
+
+
+@pytest.mark.parametrize("name,kwargs,heads", [
+    ("vit_small_patch16_224", dict(img_size=64, depth=3), 6),
+    ("vit_base_patch16_224", dict(img_size=32, depth=2), 12),
+    ("vit_small_patch14_reg4_dinov2", dict(img_size=56, depth=2), 6),
+])
+def test_timm_vits_match_the_reference_forward(name, kwargs, heads, tmp_path):
+    from safetensors.torch import save_file
+
+    model = _timm_vit(name, **kwargs)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    imported = imports.load_source(str(path))
+    f = imported.fields
+    vit = VisionTransformer(patch_size=f["patch_size"], hidden_dim=f["hidden_dim"],
+                            depth=f["depth"], num_heads=heads, posemb=f["posemb"],
+                            layerscale_init=f["layerscale_init"],
+                            num_registers=f["num_registers"], mlp_type=f["mlp_type"])
+    if "dinov2" in name:
+        assert f["layerscale_init"] > 0 and f["num_registers"] == 4
+    size = kwargs["img_size"]
+    x = np.random.default_rng(0).normal(size=(2, 3, size, size)).astype(np.float32)
+    with torch.no_grad():
+        tokens = model.forward_features(torch.from_numpy(x)).numpy()
+    got = vit.apply({"params": imported.params}, jnp.asarray(x.transpose(0, 2, 3, 1)),
+                    method=VisionTransformer.forward_features)
+    start = 1 + f["num_registers"]
+    _close(got["cls"], tokens[:, 0])
+    _close(got["patches"], tokens[:, start:])
+    if f["num_registers"]:
+        _close(got["registers"], tokens[:, 1:start])
+
+
+def _hf_bert(tmp_path, cls, vocab=97):
+    config = transformers.BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=4, intermediate_size=64,
+                                     max_position_embeddings=40, hidden_act="gelu")
+    torch.manual_seed(0)
+    model = cls(config).eval()
+    out = tmp_path / cls.__name__
+    model.save_pretrained(str(out))
+    (out / "vocab.txt").write_text("\n".join(f"t{i}" for i in range(vocab)) + "\n")
+    return model, out, config
+
+
+def test_bert_mlm_logits_and_pooler_match_transformers(tmp_path):
+    model, folder, hf = _hf_bert(tmp_path, transformers.BertForMaskedLM)
+    imported = imports.load_source(str(folder))
+    assert imported.format == "bert" and imported.vocab_file.endswith("vocab.txt")
+    config = BertConfig(vocab_size=hf.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
+                        intermediate_size=64, max_position=40)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, hf.vocab_size, (2, 11)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 7:] = 0
+    segments = np.zeros_like(ids)
+    with torch.no_grad():
+        want = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                     token_type_ids=torch.from_numpy(segments)).logits.numpy()
+    params = {"bert": imported.params["bert"], "cls": imported.extra["cls"]}
+    got = BertForMLM(config).apply({"params": params}, jnp.asarray(ids, jnp.int32),
+                                   jnp.asarray(segments, jnp.int32), jnp.asarray(mask, jnp.int32))
+    _close(np.asarray(got)[mask == 1], want[mask == 1])
+    # BertModel: the [CLS] pooler.
+    base, folder, _ = _hf_bert(tmp_path, transformers.BertModel)
+    imported = imports.load_source(str(folder))
+    with torch.no_grad():
+        want = base(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                    token_type_ids=torch.from_numpy(segments)).pooler_output.numpy()
+    from jaxssl.models.bert import BertEncoder
+    hidden = BertEncoder(config).apply({"params": imported.params["bert"]},
+                                       jnp.asarray(ids, jnp.int32), jnp.asarray(segments, jnp.int32),
+                                       jnp.asarray(mask, jnp.int32), False)
+    pooled = BertPooler(config).apply({"params": imported.extra["pooler"]}, hidden)
+    _close(pooled, want)
+
+
+def test_safetensors_import_needs_no_torch(tmp_path):
+    """A .safetensors file is read with safetensors.numpy: torch is never imported."""
+    from safetensors.numpy import save_file
+
+    vit = VisionTransformer(patch_size=4, hidden_dim=16, depth=1, num_heads=2, posemb="learned")
+    params = vit.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"]
+    sd = export.timm.vit_state_dict(jax.tree.map(np.asarray, params), image_size=16)
+    path = tmp_path / "vit.safetensors"
+    save_file(sd, str(path))
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from jaxssl import imports\n"
+            f"print(imports.load_source({str(path)!r}).format)")
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "vit", out.stderr[-2000:]
+
+
+class _TorchDINOHead(torch.nn.Module):
+    """facebookresearch/dino ``vision_transformer.py`` ``DINOHead`` (transcribed)."""
+
+    def __init__(self, in_dim, out_dim, use_bn=False, nlayers=3, hidden_dim=64,
+                 bottleneck_dim=16):
+        super().__init__()
+        layers = [torch.nn.Linear(in_dim, hidden_dim)]
+        if use_bn:
+            layers.append(torch.nn.BatchNorm1d(hidden_dim))
+        layers.append(torch.nn.GELU())
+        for _ in range(nlayers - 2):
+            layers.append(torch.nn.Linear(hidden_dim, hidden_dim))
+            if use_bn:
+                layers.append(torch.nn.BatchNorm1d(hidden_dim))
+            layers.append(torch.nn.GELU())
+        layers.append(torch.nn.Linear(hidden_dim, bottleneck_dim))
+        self.mlp = torch.nn.Sequential(*layers)
+        self.last_layer = torch.nn.utils.weight_norm(
+            torch.nn.Linear(bottleneck_dim, out_dim, bias=False))
+        self.last_layer.weight_g.data.fill_(1)
+
+    def forward(self, x):
+        x = torch.nn.functional.normalize(self.mlp(x), dim=-1, p=2)
+        return self.last_layer(x)
+
+
+@pytest.mark.parametrize("use_bn", [False, True])
+def test_dino_full_checkpoint_brings_its_heads_and_teacher(use_bn, tmp_path):
+    from jaxssl.models.dino_head import DINOHead
+
+    vit = _timm_vit("vit_small_patch16_224", img_size=32, depth=1)
+    torch.manual_seed(1)
+    heads = {role: _TorchDINOHead(384, 40, use_bn=use_bn).eval() for role in ("student", "teacher")}
+    if use_bn:
+        _randomise_bn(heads["teacher"])
+    ckpt = {"student": {**{f"module.backbone.{k}": v for k, v in vit.state_dict().items()},
+                        **{f"module.head.{k}": v for k, v in heads["student"].state_dict().items()}},
+            "teacher": {**{f"backbone.{k}": v + 1 for k, v in vit.state_dict().items()},
+                        **{f"head.{k}": v for k, v in heads["teacher"].state_dict().items()}},
+            "epoch": 100}
+    path = tmp_path / "checkpoint.pth"
+    torch.save(ckpt, path)
+    imported = imports.load_source(str(path))
+    assert imported.entries == {"online": "student/module.backbone.", "teacher": "teacher/backbone."}
+    assert not [k for k in imported.dropped if "head" in k], imported.dropped
+    x = np.random.default_rng(0).normal(size=(3, 384)).astype(np.float32)
+    with torch.no_grad():
+        want = heads["teacher"](torch.from_numpy(x)).numpy()
+    module = DINOHead(out_dim=40, hidden_dim=64, bottleneck_dim=16, use_bn=use_bn)
+    variables = {"params": imported.teacher_extra["head"]}
+    if use_bn:
+        variables["batch_stats"] = imported.teacher_extra_stats["head"]
+    _close(module.apply(variables, jnp.asarray(x), train=False), want)
+    np.testing.assert_array_equal(imported.teacher_params["cls_token"],
+                                  imported.params["cls_token"] + 1)
