@@ -46,6 +46,10 @@ declares for every method):
   lars_classic_momentum  lars: True (default) SimCLR's "classic" momentum, lr inside the
                      momentum buffer; False the PyTorch / MoCo v3 LARS, ``mu = m mu + g'``,
                      ``w -= lr mu`` (the two differ only while the lr changes)
+  lars_clip_lr       lars: False (default); True solo-learn's LARS (``clip_lr=True``): trust
+                     ratio ``eta ||w|| / (||g|| + wd ||w||)`` clipped by the lr,
+                     ``min(r / lr_t, 1)``, so a layer's step is ``min(r, lr_t)``; needs
+                     ``lars_classic_momentum=False`` (PyTorch momentum, as solo-learn)
   schedule_total_steps, schedule_start_step   0 / 0 (default): the schedule spans this run.
                      ``schedule_total_steps > 0``: warmup (``warmup_fraction`` of it) and
                      decay are laid over that many steps, and this run's step s uses the
@@ -86,7 +90,7 @@ OPTIONAL_FIELDS = ("nesterov", "trust_coefficient", "warmup_fraction", "step_fac
                    "grad_clip_norm", "decay_all_params", "no_decay_names", "frozen_params",
                    "min_lr", "lars_classic_momentum", "schedule_total_steps",
                    "schedule_start_step", "adam_bias_correction", "weight_decay_end",
-                   "grad_clip_per_param")
+                   "grad_clip_per_param", "lars_clip_lr")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -469,7 +473,18 @@ def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
                                      frozen_names=frozen)
     else:
         wd_mask = trust_mask = decay_mask
-    if name == "lars":
+    clip_lr = bool(_field(cfg, "lars_clip_lr"))
+    if clip_lr and (name != "lars" or bool(_field(cfg, "lars_classic_momentum"))):
+        raise ValueError(f"optim.lars_clip_lr=True is solo-learn's LARS: it needs "
+                         f"optim.name='lars' (not {name!r}) and "
+                         "optim.lars_classic_momentum=False; or set lars_clip_lr=False")
+    if clip_lr:
+        tx = optax.chain(
+            gradient_transforms.scale_by_clipped_lars_trust(
+                float(_field(cfg, "trust_coefficient")), wd, schedule, mask=wd_mask),
+            optax.trace(decay=float(_field(cfg, "momentum")), nesterov=bool(_field(cfg, "nesterov"))),
+            optax.scale_by_learning_rate(schedule))
+    elif name == "lars":
         tx = lars(schedule, momentum=float(_field(cfg, "momentum")), weight_decay=wd,
                   trust_coefficient=float(_field(cfg, "trust_coefficient")),
                   nesterov=bool(_field(cfg, "nesterov")), mask=wd_mask, trust_mask=trust_mask,
