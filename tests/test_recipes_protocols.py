@@ -201,3 +201,36 @@ def test_linear_features_vit_is_the_last_blocks_cls_and_the_pooled_patches():
     with pytest.raises(ValueError, match="n_last_blocks"):
         from jaxssl.models.resnet import resnet18
         linear_features_vit(resnet18(), 4, False)
+
+
+# ------------------------------------------------ one step of each on mocked ImageNet (slow)
+
+SHRINK_RESNET = dict(model__backbone="resnet18")
+SHRINK_VIT = dict(model__backbone="vit_tiny", model__patch_size=8, model__vit_depth=4,
+                  model__vit_hidden_dim=32, model__vit_num_heads=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, arg, shrink", [
+    ("byol_imagenet_linear", None, SHRINK_RESNET),
+    ("simsiam_imagenet_linear", None, SHRINK_RESNET),
+    ("barlow_imagenet_linear", None, SHRINK_RESNET),
+    ("vicreg_imagenet_linear", None, SHRINK_RESNET),
+    ("dino_imagenet_linear", "vit_s16", SHRINK_VIT)])   # 4 blocks: the last-4 [CLS] features
+def test_new_linear_presets_run_one_step_on_mocked_imagenet(name, arg, shrink, tmp_path):
+    import json
+    import os
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from jaxssl import train
+    config = load_preset(name, arg, data__image_size=32, train__batch_size=8,
+                         train__num_steps=1, train__num_epochs=0.0, train__log_every_steps=1,
+                         train__checkpoint_every_steps=1, eval__enabled=False,
+                         mesh__num_devices=2, **shrink)
+    with tfds.testing.mock_data(num_examples=16):
+        setup = train.Setup(config)
+        assert setup.data.host_cropped                      # the ImageNet host path
+        results = train.run(config, str(tmp_path))
+    assert results == {}
+    rows = [json.loads(line) for line in open(os.path.join(tmp_path, "metrics.jsonl"))]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert losses and np.isfinite(losses).all(), rows
