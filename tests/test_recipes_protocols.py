@@ -234,3 +234,35 @@ def test_new_linear_presets_run_one_step_on_mocked_imagenet(name, arg, shrink, t
     rows = [json.loads(line) for line in open(os.path.join(tmp_path, "metrics.jsonl"))]
     losses = [r["loss"] for r in rows if "loss" in r]
     assert losses and np.isfinite(losses).all(), rows
+
+
+def test_dino_decays_the_learned_prototype_norms_as_dino_does():
+    """DINO utils.get_params_groups: every parameter with ndim > 1 is regularised; torch's
+    weight_norm ``weight_g`` is [K, 1], so it is decayed (0.04 -> 0.4) when it is trained
+    (norm_last_layer=False): jaxssl's kernel_g is [K] and is named in optim.decay_names."""
+    import jax
+    import jax.numpy as jnp
+    c = load_preset("dino_imagenet", "vit_s16_300ep")
+    assert "kernel_g" in c.optim.decay_names and not c.dino.norm_last_layer
+    params = {"head": {"last_layer": {"kernel_g": jnp.ones((8,)), "kernel_v": jnp.ones((4, 8))},
+                       "mlp_0": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones((4,))}}}
+    tx, _ = optim.build_optimizer(c.optim, global_batch=1024, total_steps=100, steps_per_epoch=10)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    state = tx.init(params)
+    for _ in range(20):                      # past the warm-up's zero lr
+        updates, state = tx.update(zeros, state, params)
+    moved = jax.tree.map(lambda u: bool(jnp.any(u != 0)), updates)
+    # zero gradient: only weight decay moves a leaf
+    assert moved["head"]["last_layer"] == {"kernel_g": True, "kernel_v": True}
+    assert moved["head"]["mlp_0"] == {"kernel": True, "bias": False}
+
+
+@pytest.mark.parametrize("arg, epochs", [("vit_small", 300.0), ("vit_base", 150.0)])
+def test_mocov3_finetune_is_deit_bicubic_with_the_readme_epochs(arg, epochs):
+    """moco-v3 README: DeiT's default configs (300 epochs), ViT-B 150 epochs; DeiT
+    datasets.build_transform: bicubic training crops and Resize(256, bicubic) evaluation --
+    both the host crop (data.resize_method) and the view (augment.resize_method)."""
+    c = load_preset("mocov3_imagenet_finetune", arg)
+    assert c.train.num_epochs == epochs
+    assert c.data.resize_method == c.augment.resize_method == "bicubic"
+    assert tuple(c.data.crop_scale) == (0.08, 1.0) and c.eval_crop_fraction == 0.875

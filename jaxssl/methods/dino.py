@@ -22,8 +22,12 @@ facebookresearch/dino ``main_dino.py``:
   ``warmup_teacher_temp_epochs`` epochs (by epoch, as the reference), then constant;
 * the head's ``last_layer`` is frozen for ``freeze_last_layer_epochs`` (neither its gradient
   nor weight decay reaches it: ``cancel_gradients_last_layer``);
-* AdamW with weight decay 0.04 -> 0.4 on a cosine (``optim.weight_decay_end``) and each
-  parameter's gradient clipped to norm 3 (``optim.grad_clip_per_param``).
+* AdamW with weight decay 0.04 -> 0.4 on a cosine (``optim.weight_decay_end``) on the 2-D
+  weights and the learned prototype norms ``kernel_g`` (``norm_last_layer=False``; torch's
+  ``weight_g`` is ``[K, 1]``, so DINO decays it: ``optim.decay_names``), and each parameter's
+  gradient clipped to norm 3 (``optim.grad_clip_per_param``);
+* evaluation reads the teacher (:meth:`DINO.backbone_features`; the classifier loads
+  ``model_state/teacher``), as DINO's eval_knn.py / eval_linear.py ``--checkpoint_key teacher``.
 
 Named deviations: the student ViT has no stochastic depth (DINO's student: drop path 0.1);
 ViT positions are fixed sin-cos recomputed per crop size (DINO: learned, interpolated for the
@@ -67,6 +71,9 @@ def dino_config() -> ml_collections.ConfigDict:
     c.dino.local = ml_collections.ConfigDict(dict(blur_prob=0.5, solarize_prob=0.0))
     c.teacher = momentum_lib.teacher_config(0.996, 1.0, "cosine")
     c.augment.crop_scale = (0.4, 1.0)
+    # the learned prototype norms (norm_last_layer=False): torch's weight_g is [K, 1], so
+    # DINO's get_params_groups decays it with the 2-D weights (utils.py)
+    c.optim.decay_names = ("kernel_g",)
     return c
 
 
