@@ -266,3 +266,12 @@ def test_mocov3_finetune_is_deit_bicubic_with_the_readme_epochs(arg, epochs):
     assert c.train.num_epochs == epochs
     assert c.data.resize_method == c.augment.resize_method == "bicubic"
     assert tuple(c.data.crop_scale) == (0.08, 1.0) and c.eval_crop_fraction == 0.875
+
+
+def test_simclr_imagenet_linear_decays_kernel_and_bias_as_the_readme_command():
+    """google-research/simclr README ImageNet linear eval: --weight_decay=1e-6 with the
+    momentum optimizer, model_util.add_weight_decay: L2 on every trainable variable but BN's
+    (the classifier's kernel and bias)."""
+    for arg in ("v1", "readme", "v2"):
+        o = load_preset("simclr_imagenet_linear", arg).optim
+        assert (o.weight_decay, o.decay_all_params, o.frozen_params) == (1e-6, True, ("backbone",))
