@@ -2,8 +2,8 @@
 
 Command:   python -m jaxssl.main --config=configs/barlow_imagenet.py --workdir=runs/barlow_r50
            (ImageNet needs its manual files: python scripts/prepare_data.py imagenet2012)
-Hardware:  B = 2048: 32 V100 (4 nodes) in the reference (README.md ``run_with_submitit.py
-           --nodes 4 --ngpus 8``); a TPU v3-64 or 16+ A100-class GPUs here.
+Hardware:  B = 2048: 16 V100 in the reference (README.md: "approximately 7 days on 16 v100
+           GPUs", ``python main.py``); a TPU v3-64 or 16+ A100-class GPUs here.
 Runtime:   not measured here.
 Expected:  ImageNet linear top-1 73.2 (paper, Table 1); the released checkpoint of this recipe
            reaches 73.5 (barlowtwins README.md "Pretrained Model": 1000 epochs, batch 2048)
@@ -23,6 +23,13 @@ ResNet-50 with ``zero_init_residual=True``; views (``Transform``): RandomResized
 [0.08, 1] bicubic (PIL, antialiased), flip, ColorJitter(0.4, 0.4, 0.2, 0.1) p=0.8, grayscale
 p=0.2, PIL GaussianBlur sigma [0.1, 2] p=1.0 / 0.1, solarize p=0 / 0.2, ImageNet mean/std.
 
+Gradient scale: the reference computes ``C`` per GPU, all-reduces it outside autograd
+(``torch.distributed.all_reduce(c)``, main.py ``BarlowTwins.forward``) and DDP averages the
+16 GPUs' gradients, so it trains on the exact gradient of the loss divided by 16; jaxssl's loss
+has the exact gradient, so ``barlow.loss_scale = 1/16`` reproduces the reference's. LARS makes
+this more than a learning-rate change: the biases' and BN's plain-SGD steps scale with it, and
+so does the gradient's weight against weight decay inside the trust ratio.
+
 Deviations: ``optim.min_lr`` is absolute: changing ``train.batch_size`` keeps the floor of
 B = 2048 (the reference's floor scales with B); set ``optim.min_lr = 0.2 x B/256 x 0.001``.
 """
@@ -33,6 +40,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)   # main.py Transform: transforms.Normaliz
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BATCH = 2048
 BASE_LR = 0.2                           # --learning-rate-weights
+REFERENCE_GPUS = 16                     # README.md; the reference's gradient is the exact one / 16
 
 
 def get_config(arg=None):
@@ -52,7 +60,8 @@ def get_config(arg=None):
                         zero_init_residual=True, input_mean=IMAGENET_MEAN,
                         input_std=IMAGENET_STD))
     c.barlow.update(dict(projector_hidden_dim=8192, projector_output_dim=8192,
-                         projector_num_layers=3, lambda_offdiag=0.0051, loss_scale=1.0,
+                         projector_num_layers=3, lambda_offdiag=0.0051,
+                         loss_scale=1.0 / REFERENCE_GPUS,
                          bias_lr_scale=0.0048 / 0.2))
     c.optim.update(dict(name="lars", base_lr=BASE_LR, lr_scaling="linear", weight_decay=1e-6,
                         momentum=0.9, trust_coefficient=1e-3, warmup_epochs=10.0,

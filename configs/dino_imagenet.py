@@ -42,7 +42,9 @@ Expected:  ImageNet top-1 under DINO's own protocols (eval_knn.py: 20-NN on the 
                             the author in facebookresearch/dino issue #133; a head that differs
                             from main_dino.py's per issue #189), which is not in the repository
                             and not reproduced here.
-           jaxssl's in-training probe is not DINO's protocol (evaluation is off below).
+           Evaluation is off below; ``--config.eval.enabled=True --config.eval.evaluators=knn``
+           runs DINO's kNN protocol (eval_knn.py: weighted 20-NN, T 0.07, on the teacher's
+           final [CLS], L2-normalised); the linear protocol is configs/dino_imagenet_linear.py.
 
 Recipe (main_dino.py argparse defaults, DataAugmentationDINO, utils.py): head 3-layer MLP
 (2048, GELU, no BN: ``use_bn_in_head`` False) -> 256 bottleneck -> L2 norm -> weight-normalised
@@ -138,5 +140,7 @@ def get_config(arg=None):
                             weight_decay_end=-1.0, momentum=0.9, nesterov=False,
                             warmup_epochs=10.0, schedule="cosine", min_lr=1e-6,
                             grad_clip_per_param=3.0))
-    c.eval.update(dict(enabled=False, linear_protocol="simclr", baselines=()))
+    # eval_knn.py: --nb_knn (20 reported in the paper), --temperature 0.07, teacher features
+    c.eval.update(dict(enabled=False, linear_protocol="simclr", baselines=(), knn_k=20,
+                       knn_temperature=0.07))
     return c.lock()

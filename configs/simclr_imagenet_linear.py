@@ -13,12 +13,13 @@ Expected:  W/eval_results.json {"pretrained": {"linear_all": top-1 on ImageNet v
            SimCLR v2 R50 (1x): 71.7 (README table, with the v2 memory buffer, which
            jaxssl's v2 preset does not have).
 
-Protocol (google-research/simclr README.md:135-144, "Finetuning the linear head" on ImageNet:
-``--train_mode=finetune --fine_tune_after_block=4 --zero_init_logits_layer=True
---optimizer=momentum --learning_rate=0.1 --weight_decay=1e-6 --train_epochs=90
---train_batch_size=4096 --warmup_epochs=0``; the README's CIFAR-10 command above it uses
-weight decay 0.0): SGD with Nesterov momentum 0.9 (tf2 ``momentum`` optimizer), lr 0.1 x
-B/256, cosine decay per step without warm-up, a zero-initialised classifier, weight decay 1e-6,
+Protocol (google-research/simclr README, ImageNet linear eval: ``--train_mode=finetune
+--fine_tune_after_block=4 --zero_init_logits_layer=True --optimizer=momentum
+--learning_rate=0.1 --weight_decay=1e-6 --train_epochs=90 --train_batch_size=4096
+--warmup_epochs=0``): SGD with Nesterov momentum 0.9 (tf2 ``momentum`` optimizer), lr 0.1 x
+B/256, cosine decay per step without warm-up, a zero-initialised classifier, weight decay
+1e-6 as an L2 loss on the classifier's kernel and bias (``model_util.add_weight_decay``:
+every trainable variable but BN's, i.e. coupled decay on both),
 frozen backbone (BN running statistics), trained on random crops + flips
 (``preprocess_for_train(color_distort=False)``); centre crop 0.875 for evaluation.
 """
@@ -32,7 +33,8 @@ def get_config(arg=None):
     c.augment.update(dict(crop_scale=(0.08, 1.0), flip_prob=0.5))
     c.data.crop_scale = (0.08, 1.0)
     c.optim.update(dict(name="sgd", base_lr=0.1, lr_scaling="linear", momentum=0.9,
-                        nesterov=True, weight_decay=1e-6, warmup_epochs=0.0, schedule="cosine"))
+                        nesterov=True, weight_decay=1e-6, decay_all_params=True,
+                        warmup_epochs=0.0, schedule="cosine"))
     c.train.update(dict(batch_size=4096, num_epochs=90.0, num_steps=0, log_every_steps=100,
                         checkpoint_every_steps=1000))
     c.eval.batch_size = 1024

@@ -20,52 +20,21 @@ expander (Linear -> BN -> ReLU) x 2 -> Linear at 2048 (``proj_hidden_dim`` /
 views (vicreg.yaml ``augmentations``, both views alike): crop area [0.2, 1], ColorJitter(0.4,
 0.4, 0.2, 0.1) p=0.8, grayscale p=0.2, no blur, solarize p=0.1, flip.
 
-Common to solo-learn's CIFAR recipes (solo/args/pretrain.py, solo/methods/base.py,
-solo/data/pretrain_dataloader.py, solo/backbones): batch 256, 1000 epochs, LR ``lr x B/256``
-(``scale_factor``), 10 warm-up epochs then cosine to 0 per step (``warmup_cosine``); ResNet-18
-(torchvision, ``zero_init_residual=False``) with conv1 = Conv2d(3, 64, 3, 1, padding=2) and no
-max-pool; RandomResizedCrop(32) bicubic; ColorJitter and RandomGrayscale from torchvision
-(multiplicative brightness, random order); PIL blur / solarize; CIFAR-10 mean/std; SyncBN.
-LARS (solo/utils/lars.py): eta 0.02, momentum 0.9 before the LR (``buf = m buf + d_p``,
-``p -= lr buf``), biases and BN out of weight decay and adaptation (``exclude_bias_n_norm``).
-
-Deviations: solo-learn's LARS clips the adapted LR at the global LR (``clip_lr: True``:
-``lars_lr = min(eta ||p|| / (||g|| + wd ||p||) / lr, 1)``); jaxssl's LARS has no clipping and
-its trust ratio is ``eta ||p|| / ||g + wd p||``; the warm-up starts at 0 (solo-learn:
-``warmup_start_lr`` 3e-5); no online linear classifier.
+Shared with solo-learn's other CIFAR recipes (batch 256, 1000 epochs, 10 warm-up epochs
+then cosine, ResNet-18 CIFAR stem, view settings, CIFAR-10 mean/std, solo-learn's LARS with ``clip_lr``):
+jaxssl/solo_learn.py, which names its references and the deviations they share.
 """
 from jaxssl.config import no_arg
 from jaxssl.methods.vicreg import vicreg_config
-
-# solo/data/pretrain_dataloader.py MEANS_N_STD["cifar10"].
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+from jaxssl.solo_learn import cifar_recipe, solo_lars
 
 
 def get_config(arg=None):
     no_arg(arg, __file__)
-    c = vicreg_config()
-    c.data.name = "cifar10"
-    c.data.image_size = 32
-    c.augment.update(dict(crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                          resize_method="bicubic",
-                          resize_antialias=True, flip_prob=0.5, jitter_prob=0.8,
-                          brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
-                          brightness_mode="multiplicative", jitter_random_order=True,
-                          grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0),
-                          blur_kernel="sigma", solarize_prob=0.1, solarize_threshold=0.5))
-    c.eval_crop_fraction = 1.0  # 32x32: evaluate on the whole image
-    c.model.update(dict(backbone="resnet18", stem="cifar", width_multiplier=1,
-                        zero_init_residual=False, cifar_stem_padding=2,
-                        input_mean=CIFAR10_MEAN, input_std=CIFAR10_STD))
-    c.train.update(dict(batch_size=256, num_epochs=1000.0, num_steps=0, log_every_steps=100,
-                        checkpoint_every_steps=2000, eval_every_steps=0))
-    c.eval.update(dict(batch_size=1024, linear_protocol="moco", baselines=()))
+    c = cifar_recipe(vicreg_config(), crop_scale=(0.2, 1.0), solarize_prob=0.1)
     c.vicreg.update(dict(projector_hidden_dim=2048, projector_output_dim=2048,
                          projector_num_layers=3, sim_coeff=25.0,
                          std_coeff=2 * 25.0,  # solo-learn sums the two variance terms
                          cov_coeff=1.0))
-    c.optim.update(dict(name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-4,
-                        momentum=0.9, trust_coefficient=0.02, warmup_epochs=10.0,
-                        schedule="cosine", lars_classic_momentum=False))
+    solo_lars(c, base_lr=0.3, weight_decay=1e-4)
     return c.lock()

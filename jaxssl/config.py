@@ -122,6 +122,8 @@ def base_config() -> ml_collections.ConfigDict:
         adam_bias_correction=True,
         weight_decay_end=-1.0,    # adamw: >= 0 decays weight_decay to this on a cosine (DINO)
         grad_clip_per_param=0.0,  # > 0: clip each parameter's gradient norm (DINO 3.0)
+        lars_clip_lr=False,       # lars: solo-learn's clip_lr (trust ratio clipped by the lr)
+        decay_names=(),           # parameters decayed although 1-D (DINO: ('kernel_g',))
     ))
 
     c.train = ml_collections.ConfigDict(dict(

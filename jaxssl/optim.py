@@ -41,11 +41,18 @@ declares for every method):
                      PyTorch SGD and MoCo v3's AdamW do this)
   no_decay_names     names of modules / parameters never decayed (default (); timm and MAE:
                      ('cls_token', 'pos_embed'))
+  decay_names        names of parameters decayed although ``ndim <= 1`` (default (); DINO:
+                     ('kernel_g',), its learned prototype norms, ``weight_g`` ``[K, 1]`` in torch,
+                     which DINO's ``get_params_groups`` decays as a 2-D tensor)
   frozen_params      names of modules / parameters that are neither updated nor decayed
                      (default (); MoCo v3 ViT: ('patch_embed',))
   lars_classic_momentum  lars: True (default) SimCLR's "classic" momentum, lr inside the
                      momentum buffer; False the PyTorch / MoCo v3 LARS, ``mu = m mu + g'``,
                      ``w -= lr mu`` (the two differ only while the lr changes)
+  lars_clip_lr       lars: False (default); True solo-learn's LARS (``clip_lr=True``): trust
+                     ratio ``eta ||w|| / (||g|| + wd ||w||)`` clipped by the lr,
+                     ``min(r / lr_t, 1)``, so a layer's step is ``min(r, lr_t)``; needs
+                     ``lars_classic_momentum=False`` (PyTorch momentum, as solo-learn)
   schedule_total_steps, schedule_start_step   0 / 0 (default): the schedule spans this run.
                      ``schedule_total_steps > 0``: warmup (``warmup_fraction`` of it) and
                      decay are laid over that many steps, and this run's step s uses the
@@ -86,7 +93,7 @@ OPTIONAL_FIELDS = ("nesterov", "trust_coefficient", "warmup_fraction", "step_fac
                    "grad_clip_norm", "decay_all_params", "no_decay_names", "frozen_params",
                    "min_lr", "lars_classic_momentum", "schedule_total_steps",
                    "schedule_start_step", "adam_bias_correction", "weight_decay_end",
-                   "grad_clip_per_param")
+                   "grad_clip_per_param", "lars_clip_lr", "decay_names")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -133,10 +140,13 @@ def names_mask(params: Any, names) -> Any:
 
 
 def weight_decay_mask(params: Any, *, decay_all: bool = False, no_decay_names=(),
-                      frozen_names=()) -> Any:
-    """Leaves that get weight decay: ``decay_mask`` (``ndim > 1``), or every leaf when
-    ``decay_all``; minus leaves named in ``no_decay_names`` or ``frozen_names``."""
+                      frozen_names=(), decay_names=()) -> Any:
+    """Leaves that get weight decay: ``decay_mask`` (``ndim > 1``) plus leaves named in
+    ``decay_names``, or every leaf when ``decay_all``; minus leaves named in
+    ``no_decay_names`` or ``frozen_names``."""
     base = (jax.tree.map(lambda _: True, params) if decay_all else decay_mask(params))
+    if decay_names:
+        base = jax.tree.map(lambda d, n: bool(d) or n, base, names_mask(params, decay_names))
     excluded = names_mask(params, tuple(no_decay_names) + tuple(frozen_names))
     return jax.tree.map(lambda d, e: bool(d) and not e, base, excluded)
 
@@ -466,17 +476,29 @@ def build_optimizer(cfg: Any, *, global_batch: int, total_steps: int,
     no_decay = _names(cfg, "no_decay_names")
     frozen = _names(cfg, "frozen_params")
     decay_all = bool(_field(cfg, "decay_all_params"))
-    if decay_all or no_decay or frozen:
+    decay_named = _names(cfg, "decay_names")
+    if decay_all or no_decay or frozen or decay_named:
         def wd_mask(params):
             return weight_decay_mask(params, decay_all=decay_all, no_decay_names=no_decay,
-                                     frozen_names=frozen)
+                                     frozen_names=frozen, decay_names=decay_named)
 
         def trust_mask(params):  # SimCLR: exclude_from_layer_adaptation = the wd exclusions
             return weight_decay_mask(params, decay_all=False, no_decay_names=no_decay,
                                      frozen_names=frozen)
     else:
         wd_mask = trust_mask = decay_mask
-    if name == "lars":
+    clip_lr = bool(_field(cfg, "lars_clip_lr"))
+    if clip_lr and (name != "lars" or bool(_field(cfg, "lars_classic_momentum"))):
+        raise ValueError(f"optim.lars_clip_lr=True is solo-learn's LARS: it needs "
+                         f"optim.name='lars' (not {name!r}) and "
+                         "optim.lars_classic_momentum=False; or set lars_clip_lr=False")
+    if clip_lr:
+        tx = optax.chain(
+            gradient_transforms.scale_by_clipped_lars_trust(
+                float(_field(cfg, "trust_coefficient")), wd, schedule, mask=wd_mask),
+            optax.trace(decay=float(_field(cfg, "momentum")), nesterov=bool(_field(cfg, "nesterov"))),
+            optax.scale_by_learning_rate(schedule))
+    elif name == "lars":
         tx = lars(schedule, momentum=float(_field(cfg, "momentum")), weight_decay=wd,
                   trust_coefficient=float(_field(cfg, "trust_coefficient")),
                   nesterov=bool(_field(cfg, "nesterov")), mask=wd_mask, trust_mask=trust_mask,

@@ -71,7 +71,7 @@ EXPECTED = {
         "optim.min_lr": 0.2 * 2048 / 256 * 0.001,
         "barlow.bias_lr_scale": 0.0048 / 0.2, "barlow.lambda_offdiag": 0.0051,
         "barlow.projector_hidden_dim": 8192, "barlow.projector_output_dim": 8192,
-        "barlow.projector_num_layers": 3, "barlow.loss_scale": 1.0,
+        "barlow.projector_num_layers": 3, "barlow.loss_scale": 1 / 16,
         "augment.blur_prob": 1.0, "barlow.view2.blur_prob": 0.1,
         "barlow.view2.solarize_prob": 0.2, "augment.blur_kernel": "sigma",
     },

@@ -7,7 +7,12 @@ batch (the reference's ``BatchNorm1d(affine=False)`` under SyncBN), ``C = z_1n^T
 
     L = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2       (``jaxssl.losses.barlow_twins_loss``)
 
-times ``barlow.loss_scale`` (1 in the paper's code; solo-learn's CIFAR recipe uses 0.1).
+times ``barlow.loss_scale`` (solo-learn's CIFAR recipe: 0.1). ``jaxssl.losses.barlow_twins_loss``
+has the exact gradient of the global objective; facebookresearch/barlowtwins ``main.py``
+all-reduces ``C`` outside autograd and DDP averages the ranks' gradients, so the reference
+trains on that gradient divided by its GPU count (16 V100, README): ``configs/barlow_imagenet.py``
+sets ``loss_scale = 1/16`` to train on the reference's gradient (under LARS the scale matters:
+it sets the bias / BN steps and the weight decay's weight against the gradient).
 facebookresearch/barlowtwins ``main.py``: projector ``(Linear(no bias) -> BN -> ReLU) x 2 ->
 Linear(no bias)`` at 8192; lambda 0.0051; LARS with weights at LR 0.2 and biases / BN at
 0.0048 (``barlow.bias_lr_scale = 0.0048 / 0.2``), both excluded from weight decay and LARS

@@ -61,6 +61,10 @@ BACKBONE_PATHS = {
     "dino": (("backbone",), ("backbone",), None),
     "": ((), (), None),  # no pretraining: a supervised run from scratch
 }
+#: pretraining method -> where the evaluated network's ``params`` / ``batch_stats`` sit in its
+#: checkpoint, when not at the top (DINO evaluates its EMA teacher: eval_linear.py and
+#: eval_knn.py ``--checkpoint_key teacher``); BACKBONE_PATHS are relative to it
+CHECKPOINT_ROOTS = {"dino": ("model_state", "teacher")}
 HEADS = ("linear", "bn_linear")
 #: backbone modules a pretraining checkpoint does not have (kept at their initialisation)
 NEW_LEAVES = ("fc_norm",)
@@ -85,6 +89,8 @@ def section_defaults() -> ml_collections.ConfigDict:
         randaugment="",           # '' | 'rand-m9-mstd0.5-inc1' (MAE fine-tuning)
         random_erasing=0.0,       # probability (MAE fine-tuning: 0.25)
         layer_decay=0.0,          # 0: off; MAE ViT-B fine-tuning: 0.65
+        n_last_blocks=1,          # ViT features: the [CLS] of the last n blocks, concatenated
+        avgpool_patchtokens=False,  # ... and the mean of the patch tokens (DINO eval_linear.py)
         pixel_mean=(),            # input normalisation of the backbone ((): none)
         pixel_std=(),
         baselines=(),             # 'random_init': the same recipe from random init;
@@ -197,6 +203,11 @@ class _Classifier(ImageMethod):
                 parse_rand_augment(k.randaugment)
             except ValueError as err:
                 fail("classifier.randaugment", k.randaugment, str(err))
+        if int(k.n_last_blocks) < 1 or ((int(k.n_last_blocks) > 1 or k.avgpool_patchtokens)
+                                        and not config.model.backbone.startswith("vit")):
+            fail("classifier.n_last_blocks", (k.n_last_blocks, k.avgpool_patchtokens),
+                 "use n_last_blocks >= 1; more than 1 block or avgpool_patchtokens need a ViT "
+                 "backbone (DINO ViT-S: 4, False; ViT-B: 1, True)")
         if not 0.0 <= k.label_smoothing < 1.0:
             fail("classifier.label_smoothing", k.label_smoothing, "use a value in [0, 1) (MAE: 0.1)")
         if len(tuple(k.pixel_mean)) != len(tuple(k.pixel_std)):
@@ -221,6 +232,10 @@ class _Classifier(ImageMethod):
                                  f"is invalid for model.backbone={config.model.backbone!r}: "
                                  "stochastic depth is a ViT option; use 0")
             backbone = backbone.clone(drop_path_rate=float(k.drop_path_rate))
+        if int(k.n_last_blocks) > 1 or k.avgpool_patchtokens:
+            from jaxssl.methods.dino import linear_features_vit
+            backbone = linear_features_vit(backbone, int(k.n_last_blocks),
+                                           bool(k.avgpool_patchtokens))
         self.vit_depth = getattr(backbone, "depth", 0)
         prefix = None
         if k.from_head_layers:
@@ -336,8 +351,13 @@ class _Classifier(ImageMethod):
         k = self.config.classifier
         stored, _ = checkpoint_lib.load_tree(path, mesh)
         p_path, s_path, head_path = BACKBONE_PATHS[k.pretrain_method]
-        stored_params = stored.get("params", {})
-        stored_stats = stored.get("model_state", {}).get("batch_stats", {})
+        root = CHECKPOINT_ROOTS.get(k.pretrain_method, ())
+        if root:  # e.g. DINO's teacher: model_state/teacher/{params, batch_stats}
+            network = _get(stored, root) or {}
+            stored_params, stored_stats = network.get("params", {}), network.get("batch_stats", {})
+        else:
+            stored_params = stored.get("params", {})
+            stored_stats = stored.get("model_state", {}).get("batch_stats", {})
         pieces = [("params", ("backbone",), _get(stored_params, p_path), p_path),
                   ("batch_stats", ("backbone",), _get(stored_stats, s_path), s_path)]
         if k.from_head_layers:
@@ -350,7 +370,7 @@ class _Classifier(ImageMethod):
             mine = _get(target, ours)
             if mine is None or (isinstance(mine, dict) and not mine):
                 continue  # e.g. a backbone without BatchNorm
-            where = f"{kind}/{'/'.join(their_path)}"
+            where = "/".join(root + (kind,) + tuple(their_path))
             if theirs is None:
                 raise checkpoint_lib.CheckpointError(
                     f"train.init_from={path!r}: the checkpoint has no {where} (a "

@@ -22,8 +22,12 @@ facebookresearch/dino ``main_dino.py``:
   ``warmup_teacher_temp_epochs`` epochs (by epoch, as the reference), then constant;
 * the head's ``last_layer`` is frozen for ``freeze_last_layer_epochs`` (neither its gradient
   nor weight decay reaches it: ``cancel_gradients_last_layer``);
-* AdamW with weight decay 0.04 -> 0.4 on a cosine (``optim.weight_decay_end``) and each
-  parameter's gradient clipped to norm 3 (``optim.grad_clip_per_param``).
+* AdamW with weight decay 0.04 -> 0.4 on a cosine (``optim.weight_decay_end``) on the 2-D
+  weights and the learned prototype norms ``kernel_g`` (``norm_last_layer=False``; torch's
+  ``weight_g`` is ``[K, 1]``, so DINO decays it: ``optim.decay_names``), and each parameter's
+  gradient clipped to norm 3 (``optim.grad_clip_per_param``);
+* evaluation reads the teacher (:meth:`DINO.backbone_features`; the classifier loads
+  ``model_state/teacher``), as DINO's eval_knn.py / eval_linear.py ``--checkpoint_key teacher``.
 
 Named deviations: the student ViT has no stochastic depth (DINO's student: drop path 0.1);
 ViT positions are fixed sin-cos recomputed per crop size (DINO: learned, interpolated for the
@@ -31,6 +35,8 @@ ViT positions are fixed sin-cos recomputed per crop size (DINO: learned, interpo
 counts a parameter's steps from its first gradient).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import flax.linen as nn
 import jax
@@ -46,6 +52,7 @@ from jaxssl.methods.image import ImageMethod
 from jaxssl.methods.siamese import apply_train
 from jaxssl.models import registry
 from jaxssl.models.dino_head import DINOHead
+from jaxssl.models.vit import VisionTransformer
 
 
 def dino_config() -> ml_collections.ConfigDict:
@@ -64,6 +71,9 @@ def dino_config() -> ml_collections.ConfigDict:
     c.dino.local = ml_collections.ConfigDict(dict(blur_prob=0.5, solarize_prob=0.0))
     c.teacher = momentum_lib.teacher_config(0.996, 1.0, "cosine")
     c.augment.crop_scale = (0.4, 1.0)
+    # the learned prototype norms (norm_last_layer=False): torch's weight_g is [K, 1], so
+    # DINO's get_params_groups decays it with the 2-D weights (utils.py)
+    c.optim.decay_names = ("kernel_g",)
     return c
 
 
@@ -78,6 +88,37 @@ class MultiCrop(nn.Module):
 
     def features(self, x):
         return self.backbone(x, train=False)
+
+
+class LinearFeaturesViT(VisionTransformer):
+    """A :class:`VisionTransformer` whose output is DINO's linear-evaluation feature
+    (eval_linear.py, ``get_intermediate_layers``): the final-normed [CLS] token of each of the
+    last ``n_last_blocks`` blocks, concatenated, then (``avgpool_patchtokens``) the mean of the
+    last block's normed patch tokens: ``[B, H, W, C] -> [B, (n + avgpool) * D]``. The same
+    parameters (names and shapes) as the plain ViT, so a pretrained one loads unchanged."""
+    n_last_blocks: int = 1
+    avgpool_patchtokens: bool = False
+
+    def __call__(self, x, train: bool = False):
+        out = self.forward_features(x, train=train, n_last_blocks=self.n_last_blocks)
+        cls = out["cls_last_blocks"]
+        feats = [cls.reshape(cls.shape[0], -1)]
+        if self.avgpool_patchtokens:
+            feats.append(jnp.mean(out["patches"], axis=1, dtype=jnp.float32).astype(cls.dtype))
+        return jnp.concatenate(feats, axis=-1)
+
+
+def linear_features_vit(backbone: nn.Module, n_last_blocks: int,
+                        avgpool_patchtokens: bool) -> LinearFeaturesViT:
+    """``backbone`` (a :class:`VisionTransformer`) with DINO's linear-evaluation output."""
+    if not isinstance(backbone, VisionTransformer):
+        raise ValueError(f"config field classifier.n_last_blocks={n_last_blocks} / "
+                         f"avgpool_patchtokens={avgpool_patchtokens} need a ViT backbone, not "
+                         f"{type(backbone).__name__}; use 1 / False")
+    fields = {f.name: getattr(backbone, f.name) for f in dataclasses.fields(backbone)
+              if f.init and f.name not in ("parent", "name")}
+    return LinearFeaturesViT(**fields, n_last_blocks=n_last_blocks,
+                             avgpool_patchtokens=avgpool_patchtokens)
 
 
 def teacher_temperature(epoch, warmup: float, final: float, warmup_epochs: int):
@@ -202,8 +243,12 @@ class DINO(ImageMethod):
                            gradient_transforms.freeze_for_steps(n, last_layer))
 
     def backbone_features(self, params, model_state, images):
-        stats = model_state["batch_stats"]
-        variables = {"params": params, **({"batch_stats": stats} if stats else {})}
+        """The *teacher*'s backbone features (DINO evaluates the teacher: eval_knn.py /
+        eval_linear.py ``--checkpoint_key teacher``); ``params`` (the student) is unused."""
+        del params
+        teacher = model_state["teacher"]
+        stats = teacher["batch_stats"]
+        variables = {"params": teacher["params"], **({"batch_stats": stats} if stats else {})}
         return self.net.apply(variables, images, method=MultiCrop.features)
 
 

@@ -58,7 +58,10 @@ def text_classifier_config(pretrain_config) -> ml_collections.ConfigDict:
     c.classifier.pretrain_method = "mlm"
     c.optim.update(dict(name="adamw", lr_scaling="none", b1=0.9, b2=0.999, eps=1e-6,
                         weight_decay=0.01, warmup_fraction=0.1, warmup_epochs=0.0,
-                        schedule="linear", grad_clip_norm=1.0))
+                        schedule="linear", grad_clip_norm=1.0,
+                        # this run's own schedule (run_classifier.py: warm-up 10% of this run's
+                        # num_train_steps, linear decay to 0), never the pretraining's span
+                        schedule_total_steps=0, schedule_start_step=0))
     c.eval.update(dict(enabled=True, evaluators=("classification",), baselines=()))
     return c
 

@@ -7,8 +7,11 @@
 with ``v`` the mean hinge ``relu(1 - sqrt(Var + 1e-4))`` per feature and ``c`` the sum of
 squared off-diagonal covariances over the feature count, all over the global batch.
 facebookresearch/vicreg ``main_vicreg.py``: expander ``(Linear -> BN -> ReLU) x 2 -> Linear``
-at 8192 (``--mlp 8192-8192-8192``; PyTorch's Linear keeps its bias, dropped here only before
-BN where it cancels); LARS base LR 0.2 x B/256, weight decay 1e-6, biases and BN excluded.
+at 8192 (``--mlp 8192-8192-8192``; the hidden Linears keep their bias, the last has none,
+``bias=False``). jaxssl's last Dense has a bias: the same vector is added to both views'
+embeddings, so it cancels in the MSE, the variance and the (centred) covariance and never
+receives a gradient (it stays 0, as initialised); LARS base LR 0.2 x B/256, weight decay 1e-6,
+biases and BN excluded.
 """
 from __future__ import annotations
 
