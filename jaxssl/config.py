@@ -157,7 +157,10 @@ def base_config() -> ml_collections.ConfigDict:
         embedding_map=False,      # quickstart: 2-D map of test embeddings (needs matplotlib)
     ))
 
-    c.mesh = ml_collections.ConfigDict(dict(num_devices=0))  # 0: all visible devices
+    c.mesh = ml_collections.ConfigDict(dict(
+        num_devices=0,              # 0: all visible devices
+        param_sharding="replicated",  # | 'fsdp': state sharded over the devices (ZeRO-3)
+    ))
     return c
 
 
@@ -252,6 +255,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
         fail("loss.temperature", config.loss.temperature, "the temperature must be > 0")
     if config.mesh.num_devices < 0:
         fail("mesh.num_devices", config.mesh.num_devices, "use 0 for all devices or a positive count")
+    if config.mesh.get("param_sharding", "replicated") not in ("replicated", "fsdp"):
+        fail("mesh.param_sharding", config.mesh.param_sharding,
+             "use 'replicated' (every device holds the whole state) or 'fsdp' (parameters, "
+             "optimizer state, teachers and queues sharded over the devices)")
     m = config.monitor
     if m.collapse_loss_rel_tol <= 0:
         fail("monitor.collapse_loss_rel_tol", m.collapse_loss_rel_tol, "must be > 0 (e.g. 0.01)")
