@@ -97,6 +97,7 @@ def test_param_sharding_is_validated():
         methods.validate_config(load_preset("simclr_digits", mesh__param_sharding="zero3"))
 
 
+@pytest.mark.slow  # two setups and compiles on 8 devices (30-60 s of CPU each)
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_fsdp_steps_equal_replicated_steps(name, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXSSL_CACHE_DIR", str(tmp_path))
