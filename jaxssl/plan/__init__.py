@@ -113,6 +113,7 @@ class Plan:
     compile_s: float
     host_cropped: bool
     crops_per_example: int
+    compile_error: str = ""  # the TPU compiler's out-of-HBM message (nothing else measured)
 
     @property
     def hbm_bytes(self) -> float:
@@ -127,14 +128,14 @@ class Plan:
 
     @property
     def fits(self) -> bool:
-        return self.peak_bytes <= self.hbm_bytes
+        return not self.compile_error and self.peak_bytes <= self.hbm_bytes
 
     @property
     def step_seconds(self) -> float:
         chip = self.topology.chip
         peak = chip.peak_tflops * 1e12 / chip.devices_per_chip
         bandwidth = chip.hbm_gbps * 1e9 / chip.devices_per_chip
-        return max(self.flops / peak, self.bytes_accessed / bandwidth)
+        return max(self.flops / peak, self.bytes_accessed / bandwidth, 1e-12)
 
     @property
     def bound(self) -> str:
@@ -182,13 +183,31 @@ def plan(config, topology: str | Topology, log=print, hlo_path: str | None = Non
     state, batch = setup.abstract_state, setup.feeder.batch
     log(f"compiling the {config.method} step for {topo.describe()} ...")
     t0 = time.perf_counter()
-    compiled = setup.jit_train_step().lower(state, batch).compile()
+    lowered = setup.jit_train_step().lower(state, batch)
+    try:
+        compiled = lowered.compile()
+    except Exception as err:  # noqa: BLE001 - the TPU compiler's out-of-HBM verdict is a result
+        if "RESOURCE_EXHAUSTED" not in str(err):
+            raise
+        compiled, out_of_memory = None, str(err).strip().splitlines()[0]
+    else:
+        out_of_memory = ""
     compile_s = time.perf_counter() - t0
-    mem = compiled.memory_analysis()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    hlo = compiled.as_text()
-    if hlo_path:
+    if compiled is None:  # "... HLO temporaries (38.40G) exceeds available HBM (15.75G)"
+        found = re.search(r"temporaries \(([\d.]+)G\)", out_of_memory)
+        temp = int(float(found.group(1)) * GIB) if found else 0
+        mem = dataclasses.make_dataclass("Mem", [])()
+        for k, v in dict(argument_size_in_bytes=0, temp_size_in_bytes=temp,
+                         output_size_in_bytes=0, alias_size_in_bytes=0,
+                         generated_code_size_in_bytes=0).items():
+            setattr(mem, k, v)
+        cost, hlo = {}, ""
+    else:
+        mem = compiled.memory_analysis()
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        hlo = compiled.as_text()
+    if hlo_path and hlo:
         with open(hlo_path, "w") as f:
             f.write(hlo)
     other = {"step": state.step, "nonfinite_steps": state.nonfinite_steps,
@@ -203,8 +222,10 @@ def plan(config, topology: str | Topology, log=print, hlo_path: str | None = Non
     if getattr(setup.data, "host_cropped", False):
         crops = sum(int(s.shape[1]) for k, s in batch.items() if k.startswith("image")
                     and len(s.shape) == 5) or 1
+    if compiled is None:
+        mem.argument_size_in_bytes = sum(args.values())
     return Plan(
-        topology=topo, config=config, param_sharding=setup.param_sharding,
+        compile_error=out_of_memory, topology=topo, config=config, param_sharding=setup.param_sharding,
         device_kind=devices[0].device_kind, global_batch=setup.global_batch,
         total_steps=setup.total_steps, items_per_example=max(1, items),
         unit=getattr(method, "unit", "img"), args=args,
@@ -231,7 +252,7 @@ def _levers(p: Plan) -> str:
     if p.param_sharding == "replicated":
         levers.append("--config.mesh.param_sharding=fsdp (shards params and optimizer state)")
     if "remat" in m and str(m.remat) in ("", "none"):
-        levers.append("--config.model.remat=block (recompute activations in the backward pass)")
+        levers.append("--config.model.remat=full (recompute activations in the backward pass)")
     per_device = p.global_batch // max(1, p.topology.num_devices)
     if per_device > 1:
         levers.append(f"a smaller per-device batch (now {per_device}: a larger slice, or "
@@ -244,6 +265,15 @@ def _levers(p: Plan) -> str:
 def report_lines(p: Plan) -> list[str]:
     """The plan as printed, last line ``fits: ...`` or ``does not fit: ...``."""
     t, chip = p.topology, p.topology.chip
+    if p.compile_error:
+        return [
+            f"slice: {t.describe()}",
+            f"run: {p.config.method}, global batch {p.global_batch} "
+            f"({p.global_batch // t.num_devices} per device), state {p.param_sharding}",
+            "per device: " + ", ".join(f"{k} {_size(v)}" for k, v in p.args.items()),
+            f"the TPU compiler: {p.compile_error}",
+            f"does not fit: {_gib(p.peak_bytes)} of {_gib(p.hbm_bytes)} GiB per device; try "
+            f"{_levers(p)}"]
     lines = [
         f"slice: {t.describe()}; compiled for {t.num_devices} x {p.device_kind} in "
         f"{p.compile_s:.0f} s",
