@@ -184,12 +184,17 @@ class _Tokenizer:
         self.mask_id = SPECIAL_TOKENS.index(MASK)
 
 
+BERT_VOCAB_SIZE = 30522  # BERT's uncased WordPiece vocabulary (bert_base_mlm's data.vocab_size)
+
+
 def _vocab_size(data_cfg) -> int:
+    """Lines of ``data.vocab_file``, else ``data.vocab_size``, else BERT's 30,522 (a
+    fine-tuning preset reads its vocabulary from the pretraining run, absent here)."""
     path = str(data_cfg.get("vocab_file", "") or "")
     if path:
         with open(path, encoding="utf-8") as f:
             return sum(1 for line in f if line.strip())
-    return int(data_cfg.vocab_size)
+    return int(data_cfg.get("vocab_size", BERT_VOCAB_SIZE))
 
 
 def _text_rows(seq_len: int, fields: dict) -> dict:
