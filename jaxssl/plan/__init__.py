@@ -325,4 +325,5 @@ def report_lines(p: Plan) -> list[str]:
 
 
 __all__ = ["plan", "Plan", "report_lines", "collectives", "require_libtpu",
-           "MissingLibtpuError", "HOST_DECODE_CROP_PER_CORE", "resolve", "CHIPS"]
+           "MissingLibtpuError", "UnknownTopologyError", "HOST_DECODE_CROP_PER_CORE", "resolve",
+           "CHIPS"]
