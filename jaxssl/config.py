@@ -162,7 +162,10 @@ def base_config() -> ml_collections.ConfigDict:
         embedding_map=False,      # quickstart: 2-D map of test embeddings (needs matplotlib)
     ))
 
-    c.mesh = ml_collections.ConfigDict(dict(num_devices=0))  # 0: all visible devices
+    c.mesh = ml_collections.ConfigDict(dict(
+        num_devices=0,              # 0: all visible devices
+        param_sharding="replicated",  # | 'fsdp': state sharded over the devices (ZeRO-3)
+    ))
     return c
 
 
@@ -316,6 +319,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None,
         fail("loss.temperature", config.loss.temperature, "the temperature must be > 0")
     if config.mesh.num_devices < 0:
         fail("mesh.num_devices", config.mesh.num_devices, "use 0 for all devices or a positive count")
+    if config.mesh.param_sharding not in ("replicated", "fsdp"):
+        fail("mesh.param_sharding", config.mesh.param_sharding,
+             "use 'replicated' (every device holds the whole state) or 'fsdp' (parameters, "
+             "optimizer state, teachers and queues sharded over the devices)")
     prefetch = config.data.prefetch
     if not isinstance(prefetch, int) or prefetch < 0:
         fail("data.prefetch", prefetch, "use 0 (off) or a positive number of batches read ahead "

@@ -4,7 +4,11 @@ Parallelism is ``jax.jit`` over global ``jax.Array``s with ``NamedSharding`` (do
 The mesh has one axis, ``"data"``; its axis type is ``Auto`` (deliberately: the compiler
 propagates shardings through the model and the contrastive matmul, and ``shard_map`` is used
 where code must see per-device blocks). Batches are sharded along their leading axis over
-``"data"``; parameters and optimizer state are replicated.
+``"data"``. The training state (parameters, optimizer state, BatchNorm statistics, EMA
+teachers, queues) is either replicated (``mesh.param_sharding='replicated'``, the default) or
+sharded ZeRO-3 style (``'fsdp'``, :func:`state_leaf_sharding`): each leaf split over ``"data"``
+along one dimension, so a device holds about 1/N of it, and XLA gathers a leaf where a
+computation needs it whole (the parameter all-gathers and gradient reduce-scatters of FSDP).
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+PARAM_SHARDINGS = ("replicated", "fsdp")
+"""Values of ``mesh.param_sharding``: how the training state is laid out over the mesh."""
 
 
 def make_mesh(num_devices: int | None = None, devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -38,6 +44,53 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
     """Whole array on every device of the mesh (parameters, optimizer state, small datasets)."""
     return NamedSharding(mesh, P())
+
+
+def fsdp_spec(shape: Sequence[int], axis_size: int) -> P:
+    """The ``PartitionSpec`` of a leaf of ``shape`` under FSDP over an axis of ``axis_size``.
+
+    The leaf is split along its largest dimension divisible by ``axis_size`` (the first such
+    one on a tie); a scalar, or a leaf with no such dimension, is replicated (``P()``).
+    """
+    candidates = [(d, -i) for i, d in enumerate(shape) if d >= axis_size and d % axis_size == 0]
+    if axis_size <= 1 or not candidates:
+        return P()
+    _, neg_i = max(candidates)
+    spec = [None] * len(shape)
+    spec[-neg_i] = DATA_AXIS
+    return P(*spec)
+
+
+def state_leaf_sharding(shape: Sequence[int], mesh: Mesh, param_sharding: str = "replicated"
+                        ) -> NamedSharding:
+    """Sharding of one training-state leaf of ``shape``: replicated, or :func:`fsdp_spec`."""
+    check_param_sharding(param_sharding)
+    if param_sharding == "replicated":
+        return replicated(mesh)
+    return NamedSharding(mesh, fsdp_spec(tuple(shape), mesh.shape[DATA_AXIS]))
+
+
+def gather_for_use(mesh: Mesh, param_sharding: str):
+    """``tree -> tree`` that all-gathers FSDP-sharded state where the step uses it (a
+    sharding constraint to replicated), or ``None`` for replicated state.
+
+    Without it XLA may instead split a matmul's contraction over the sharded weight dimension,
+    which computes the same values with other rounding; with it every device runs the same
+    per-device computation as under replicated state, and the gradient's transpose becomes the
+    reduce-scatter of FSDP.
+    """
+    check_param_sharding(param_sharding)
+    if param_sharding == "replicated":
+        return None
+    rep = replicated(mesh)
+    return lambda tree: jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, rep), tree)
+
+
+def check_param_sharding(value: str, field: str = "mesh.param_sharding") -> None:
+    if value not in PARAM_SHARDINGS:
+        raise ValueError(f"config field {field}={value!r} is invalid; use one of "
+                         f"{list(PARAM_SHARDINGS)} ('fsdp' shards parameters, optimizer state, "
+                         "teachers and queues over the devices)")
 
 
 def check_batch_divisible(global_batch: int, mesh: Mesh, field: str = "train.batch_size") -> None:

@@ -89,7 +89,7 @@ def _tree_all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def make_train_step(method, tx, lr_fn, debug_nan_at_step: int = -1):
+def make_train_step(method, tx, lr_fn, debug_nan_at_step: int = -1, gather=None):
     """``(state, batch) -> (state, metrics)``: loss, gradients, update, method hook.
 
     A step whose loss, gradients or new model state (BN statistics, teacher, queue) are not
@@ -99,10 +99,17 @@ def make_train_step(method, tx, lr_fn, debug_nan_at_step: int = -1):
 
     ``debug_nan_at_step`` (>= 0) is a test hook: the loss of that step is multiplied by NaN,
     which makes the loss and every gradient NaN, as a diverged step would.
+
+    ``gather`` (FSDP, :func:`jaxssl.sharding.gather_for_use`): applied to the parameters and
+    the model state before the loss, so every device computes with whole leaves as under
+    replicated state; the gradient is then reduce-scattered to the state's sharding.
     """
     def step_fn(state: state_lib.TrainState, batch):
         def loss_fn(params):
-            loss, aux = method.loss(params, state.model_state, batch, state.step)
+            model_state = state.model_state
+            if gather is not None:
+                params, model_state = gather(params), gather(model_state)
+            loss, aux = method.loss(params, model_state, batch, state.step)
             if debug_nan_at_step >= 0:
                 loss = loss * jnp.where(state.step == debug_nan_at_step, jnp.nan, 1.0)
             return loss, aux
@@ -177,15 +184,19 @@ class Setup:
     (:meth:`jaxssl.methods.base.Method.eval_functions`); they never see the method.
     """
 
-    def __init__(self, config, *, validated: bool = False):
+    def __init__(self, config, *, validated: bool = False, mesh=None, build_data=None):
+        """``mesh`` (default: from ``config.mesh``) and ``build_data`` (default:
+        ``pipeline.build_train_data``) let ``jaxssl.plan`` build the same run on a TPU
+        topology's compile-only devices from abstract data."""
         if not validated:  # train.run validates before it creates the workdir
             validate(config)
         self.config = config
-        self.mesh = sharding_lib.make_mesh(config.mesh.num_devices or None)
+        self.mesh = mesh if mesh is not None else sharding_lib.make_mesh(config.mesh.num_devices or None)
+        self.param_sharding = str(config.mesh.get("param_sharding", "replicated"))
         self.global_batch = int(config.train.batch_size)
         sharding_lib.check_batch_divisible(self.global_batch, self.mesh)
         method_cls = methods_lib.get_method_class(config.method)
-        self.data = pipeline.build_train_data(config, self.mesh, method_cls)
+        self.data = (build_data or pipeline.build_train_data)(config, self.mesh, method_cls)
         self.feeder = self.data.feeder
         self.steps_per_epoch = self.feeder.steps_per_epoch
         self.total_steps = config_lib.total_steps(config.train, self.steps_per_epoch)
@@ -202,7 +213,24 @@ class Setup:
             steps_per_epoch=self.steps_per_epoch))
         init_key = rng.root_key(config.seed, "init")
         self.init_fn = lambda: self.method.init(init_key)  # noqa: E731
-        self.abstract_state = state_lib.abstract(self.init_fn, self.tx, self.mesh)
+        self.abstract_state = state_lib.abstract(self.init_fn, self.tx, self.mesh,
+                                                 self.param_sharding)
+
+    def fresh_state(self):
+        """The initial state on the mesh, laid out by ``mesh.param_sharding``."""
+        return state_lib.create(self.init_fn, self.tx, self.mesh, self.param_sharding)
+
+    def jit_train_step(self):
+        """The run's jitted step ``(state, batch) -> (state, metrics)``: state donated, state
+        out in its own shardings (``mesh.param_sharding``), metrics replicated."""
+        return jax.jit(
+            _with_counters(make_train_step(
+                self.method, self.tx, self.lr_fn, int(self.config.train.debug_nan_at_step),
+                gather=sharding_lib.gather_for_use(self.mesh, self.param_sharding))),
+            donate_argnums=0,
+            out_shardings=(state_lib.state_shardings(self.abstract_state, self.mesh,
+                                                     self.param_sharding),
+                           sharding_lib.replicated(self.mesh)))
 
     @functools.cached_property
     def evaluators(self) -> list:
@@ -334,16 +362,9 @@ def _train(setup: Setup, workdir: str, writer: metrics_lib.MetricWriter):
     train_cfg = config.train
     ckpt = checkpoint_lib.Checkpointer(workdir, train_cfg.max_checkpoints_to_keep)
 
-    def fresh_state():
-        return state_lib.create(setup.init_fn, setup.tx, mesh)
-
+    fresh_state = setup.fresh_state
     state = _initial_state(ckpt, setup.abstract_state, fresh_state, train_cfg, method, mesh)
-    train_step = jax.jit(
-        _with_counters(make_train_step(method, setup.tx, setup.lr_fn,
-                                       int(train_cfg.debug_nan_at_step))),
-        donate_argnums=0,
-        out_shardings=(state_lib.state_shardings(setup.abstract_state, mesh),
-                       sharding_lib.replicated(mesh)))
+    train_step = setup.jit_train_step()
     monitor_cfg = config.monitor
     collapse = monitor_lib.CollapseMonitor(
         method.chance_loss(),

@@ -34,32 +34,42 @@ def initial_state(params, model_state, tx: optax.GradientTransformation) -> Trai
                       last_nonfinite_step=jnp.full((), -1, jnp.int32))
 
 
-def create(init_fn: Callable[[], tuple[Any, Any]], tx: optax.GradientTransformation, mesh) -> TrainState:
-    """Initialise a replicated TrainState directly on the mesh.
+def create(init_fn: Callable[[], tuple[Any, Any]], tx: optax.GradientTransformation, mesh,
+           param_sharding: str = "replicated") -> TrainState:
+    """Initialise a TrainState directly on the mesh, laid out by ``param_sharding``.
 
-    ``init_fn() -> (params, model_state)`` is traced once under ``jax.jit`` with replicated
-    output shardings, so no host copy of the parameters is made (this scales to models that
-    only fit when sharded).
+    ``init_fn() -> (params, model_state)`` is traced once under ``jax.jit`` with the state's
+    output shardings (:func:`state_shardings`), so no host copy of the parameters is made and
+    under ``'fsdp'`` no device ever holds a whole leaf (this scales to models that only fit
+    when sharded).
     """
     def _init():
         params, model_state = init_fn()
         return initial_state(params, model_state, tx)
 
-    shardings = state_shardings(jax.eval_shape(_init), mesh)
+    shardings = state_shardings(jax.eval_shape(_init), mesh, param_sharding)
     return jax.jit(_init, out_shardings=shardings)()
 
 
-def state_shardings(abstract_state: Any, mesh) -> Any:
-    """Shardings of every state leaf: replicated over the data-parallel mesh."""
-    rep = sharding_lib.replicated(mesh)
-    return jax.tree.map(lambda _: rep, abstract_state)
+def state_shardings(abstract_state: Any, mesh, param_sharding: str = "replicated") -> Any:
+    """Shardings of every state leaf (``mesh.param_sharding``).
+
+    ``'replicated'``: every leaf whole on every device. ``'fsdp'`` (ZeRO-3): every leaf of
+    params, optimizer state and model state (BatchNorm statistics, EMA teacher, queue) split
+    over ``"data"`` along its largest dimension divisible by the device count
+    (:func:`jaxssl.sharding.fsdp_spec`), replicated when it has none; the scalars (step,
+    counters) stay replicated.
+    """
+    sharding_lib.check_param_sharding(param_sharding)
+    return jax.tree.map(
+        lambda x: sharding_lib.state_leaf_sharding(x.shape, mesh, param_sharding), abstract_state)
 
 
-def abstract(init_fn, tx, mesh) -> Any:
+def abstract(init_fn, tx, mesh, param_sharding: str = "replicated") -> Any:
     """``jax.ShapeDtypeStruct`` tree (with shardings) of the state ``create`` would build."""
     def _init():
         params, model_state = init_fn()
         return initial_state(params, model_state, tx)
     shapes = jax.eval_shape(_init)
-    shardings = state_shardings(shapes, mesh)
+    shardings = state_shardings(shapes, mesh, param_sharding)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
