@@ -63,6 +63,8 @@ BACKBONE_PATHS = {
     "barlow": (("backbone",), ("backbone",), ("projector",)),
     "vicreg": (("backbone",), ("backbone",), ("projector",)),
     "dino": (("backbone",), ("backbone",), None),
+    # I-JEPA probes the EMA target encoder, which lives under model_state, not params
+    "ijepa": (("model_state", "teacher", "params"), ("encoder",), None),
     "": ((), (), None),  # no pretraining: a supervised run from scratch
 }
 HEADS = ("linear", "bn_linear")
@@ -121,7 +123,9 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
         c.model.update(dict(pool=m.pool, posemb="sincos2d", vit_hidden_dim=m.encoder_hidden_dim,
                             vit_depth=m.encoder_depth, vit_num_heads=m.encoder_heads))
         mean, std = tuple(m.pixel_mean), tuple(m.pixel_std)
-    for section in ("moco", "mae", "mlm"):
+    if pretrain_method == "ijepa":  # I-JEPA's input normalisation
+        mean, std = tuple(c.ijepa.pixel_mean), tuple(c.ijepa.pixel_std)
+    for section in ("moco", "mae", "mlm", "ijepa"):
         if section in c:
             del c[section]
     # ``--config.init_from=PRETRAIN_WORKDIR``: one reference shared with train.init_from.
@@ -428,7 +432,9 @@ class _Classifier(ImageMethod):
         p_path, s_path, head_path = BACKBONE_PATHS[k.pretrain_method]
         stored_params = stored.get("params", {})
         stored_stats = stored.get("model_state", {}).get("batch_stats", {})
-        pieces = [("params", ("backbone",), _get(stored_params, p_path), p_path),
+        backbone = (_get(stored, p_path) if p_path[:1] == ("model_state",)
+                    else _get(stored_params, p_path))
+        pieces = [("params", ("backbone",), backbone, p_path),
                   ("batch_stats", ("backbone",), _get(stored_stats, s_path), s_path)]
         if k.from_head_layers:
             pieces += [("params", ("head",), _get(stored_params, head_path), head_path),
