@@ -2,10 +2,15 @@
 
 Command:   python -m jaxssl.main --config=configs/ijepa_digits.py --workdir=runs/ijepa_digits
 Hardware:  2 CPU cores (any laptop); set JAX_NUM_CPU_DEVICES=8 to shard the batch over 8 fake devices.
-Runtime:   see docs/recipes.md (I-JEPA) for the measured time and numbers.
+Runtime:   240 steps plus evaluation: 5.5 user-CPU minutes (+3.3 system) in all; measured at
+           60 minutes wall on 2 cores shared with a load average of 22-44, so not timed alone.
 Expected:  eval_results.json / the printed table: kNN and linear-probe accuracy on the 540
            held-out digits with 10 labels per class and with all 1,257 training labels, for
            the target encoder, the same encoder at random initialisation and raw pixels.
+           Measured (seed 0; knn_10 / knn_all / linear_10 / linear_all, %): I-JEPA 36.7 / 61.1
+           / 81.1 / 92.2, random init 28.9 / 55.0 / 82.2 / 93.1, raw pixels 90.6 / 93.3 /
+           87.6 / 97.2: kNN gains, linear_10 does not (docs/recipes.md, ijepa_digits, says
+           why: the batch-minimum context is 8 of 64 patches here).
 
 Recipe: I-JEPA (Assran et al. 2023) scaled to 8x8 grayscale digits upsampled to 16x16:
 patches of 2x2 (an 8 x 8 grid, one digit pixel per patch); 4 target blocks of 15-20% of the
