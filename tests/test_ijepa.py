@@ -236,9 +236,9 @@ def test_imagenet_preset_runs_one_step_under_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     c = load_preset("ijepa_imagenet")
     with c.unlocked():
-        c.data.image_size = 56          # a 4 x 4 grid of the preset's 14 px patches
+        c.data.image_size = 112         # an 8 x 8 grid of the preset's 14 px patches
         c.model.update(dict(vit_hidden_dim=64, vit_depth=1, vit_num_heads=4, dtype="float32"))
-        c.ijepa.update(dict(predictor_dim=32, predictor_depth=1, min_keep=1))
+        c.ijepa.update(dict(predictor_dim=32, predictor_depth=1, min_keep=4))
         c.train.update(dict(batch_size=8, num_steps=1, num_epochs=0.0, log_every_steps=1))
         c.optim.warmup_epochs = 0.0
         c.mesh.num_devices = 2
@@ -254,3 +254,30 @@ def test_method_is_registered():
     from jaxssl.methods import get_method_class, known_methods
     assert "ijepa" in known_methods() and get_method_class("ijepa") is ijepa_lib.IJEPA
     assert isinstance(nn.Module, type)
+
+
+@pytest.mark.slow
+def test_linear_eval_loads_the_target_encoder(tmp_path):
+    from jaxssl.checkpoint import load_tree
+    from jaxssl.methods.classifier import classifier_config
+    small = dict(model__vit_hidden_dim=32, model__vit_depth=1, model__vit_num_heads=2,
+                 ijepa__predictor_dim=16, ijepa__predictor_depth=1, ijepa__predictor_heads=2)
+    pre = load_preset("ijepa_digits", **dict(TINY, train__num_steps=2,
+                                             train__checkpoint_every_steps=2))
+    train.run(pre, str(tmp_path / "pre"))
+    c = classifier_config(load_preset("ijepa_digits", **small), "linear_eval")
+    with c.unlocked():
+        c.train.update(dict(init_from=str(tmp_path / "pre"), batch_size=16, num_steps=2,
+                            num_epochs=0.0))
+        c.optim.update(dict(name="sgd", weight_decay_end=-1.0, warmup_epochs=0.0,
+                            warmup_fraction=0.0))
+        c.mesh.num_devices = 1
+        c.eval.enabled = False
+    train.run(c.lock(), str(tmp_path / "lin"))
+    stored, _ = load_tree(str(tmp_path / "pre"))
+    probe, _ = load_tree(str(tmp_path / "lin"))
+    teacher = stored["model_state"]["teacher"]["params"]
+    assert not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+                   zip(jax.tree.leaves(teacher), jax.tree.leaves(stored["params"]["encoder"])))
+    for a, b in zip(jax.tree.leaves(teacher), jax.tree.leaves(probe["params"]["backbone"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the target encoder, frozen

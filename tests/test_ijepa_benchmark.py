@@ -36,9 +36,9 @@ def test_ijepa_workload_runs_one_tiny_step_on_cpu():
     bench = load_benchmark()
     workload = bench.WORKLOADS["ijepa_vith14"]
     c = workload.build(4, "float32")
-    bench.apply_overrides(c, ["data.image_size=56", "model.vit_depth=1", "model.vit_hidden_dim=64",
+    bench.apply_overrides(c, ["data.image_size=112", "model.vit_depth=1", "model.vit_hidden_dim=64",
                               "model.vit_num_heads=4", "ijepa.predictor_depth=1",
-                              "ijepa.predictor_dim=32", "ijepa.min_keep=1", "mesh.num_devices=1",
+                              "ijepa.predictor_dim=32", "ijepa.min_keep=4", "mesh.num_devices=1",
                               "optim.warmup_epochs=0.0"])
     setup = train.Setup(c)
     batch = steps.fixed_batch(setup, workload.inputs)
