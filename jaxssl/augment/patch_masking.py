@@ -124,3 +124,220 @@ def gather_patches(tokens: jax.Array, ids: jax.Array) -> jax.Array:
         raise ValueError(f"gather_patches expects tokens [B, N, D] and ids [B, K], got tokens "
                          f"{tuple(tokens.shape)} and ids {tuple(ids.shape)}")
     return jnp.take_along_axis(tokens, ids[:, :, None], axis=1)
+
+
+# --------------------------------------------------------------------------- I-JEPA multi-block
+# I-JEPA's ``MaskCollator`` (Assran et al. 2023; facebookresearch/ijepa ``src/masks/multiblock.py``),
+# as pure functions of a key. The reference, per batch of B images on an H x W patch grid:
+#
+# 1. one uniform ``u_t`` gives the TARGET block size shared by the whole batch
+#    (``_sample_block_size``): ``s = lo + u (hi - lo)`` (target_scale), ``a = lo + u (hi - lo)``
+#    (target_aspect, the same u), ``k = int(H W s)``, ``h = round(sqrt(k a))``,
+#    ``w = round(sqrt(k / a))``, then h <= H - 1 and w <= W - 1; a second uniform ``u_c`` gives
+#    the CONTEXT block size the same way with context_scale and aspect 1;
+# 2. per image, ``num_targets`` target blocks at ``top = randint(0, H - h)``,
+#    ``left = randint(0, W - w)`` (the exclusive upper bound means a block never touches the
+#    last row / column: the reference's behaviour, kept);
+# 3. per image, the context block: positions drawn the same way until the block minus every
+#    target block keeps more than ``min_keep`` patches; after each 20 failed draws the last
+#    remaining target stops constraining it (``tries``), so the context may then overlap the
+#    targets (never with the I-JEPA settings on a 14 x 14 grid, where the first draw nearly
+#    always succeeds);
+# 4. collation truncates every image's context to the batch's smallest context (keeping the
+#    first patches in row-major order: ``cm[:min_keep_enc]`` of sorted indices); the targets
+#    all have h * w patches already.
+#
+# jaxssl returns boolean masks over the H*W patches, context [B, N] and targets [B, T, N], with
+# equal counts across the batch (the reference's collated index lists, as masks). The counts
+# vary from step to step, as in the reference; a model gathers a static number of indices
+# (``mask_indices``: the selected patches first, in row-major order, plus a validity mask)
+# so the step compiles once. Randomness: the two block sizes come from ``key`` (shared by the
+# batch), image i's positions from ``fold_in(key', offset + i)`` only, so an image's blocks do
+# not depend on the device count or the sharding; every candidate position of step 3 is drawn
+# up front (``(num_targets + 1) * max_tries`` of them) and the first acceptable one in the
+# reference's order is taken, so the whole sampler is one jittable program.
+
+MULTIBLOCK_TRIES = 20  # the reference's ``timeout``: draws before a target stops constraining
+
+
+def _grid_hw(grid) -> tuple[int, int]:
+    if isinstance(grid, int):
+        return int(grid), int(grid)
+    height, width = (int(g) for g in grid)
+    return height, width
+
+
+def multiblock_block_size(u, scale, aspect, height: int, width: int):
+    """``(h, w)`` of a block from the uniform ``u`` (``MaskCollator._sample_block_size``).
+
+    Works on Python / numpy floats (float64, as the reference's ``.item()``) and on traced
+    JAX scalars (float32). ``round`` is half-to-even in both, as Python's.
+    """
+    xp = jnp if isinstance(u, jax.Array) else __import__("numpy")
+    mask_scale = scale[0] + u * (scale[1] - scale[0])
+    max_keep = xp.floor(height * width * mask_scale)
+    ratio = aspect[0] + u * (aspect[1] - aspect[0])
+    h = xp.round(xp.sqrt(max_keep * ratio))
+    w = xp.round(xp.sqrt(max_keep / ratio))
+    h = xp.minimum(h, height - 1)   # ``while h >= self.height: h -= 1``
+    w = xp.minimum(w, width - 1)
+    if xp is jnp:
+        return h.astype(jnp.int32), w.astype(jnp.int32)
+    return h.astype(int), w.astype(int)
+
+
+def multiblock_sizes(grid, scale, aspect, resolution: int = 100_001):
+    """Every ``(h, w)`` :func:`multiblock_block_size` gives for u on a dense grid of [0, 1):
+    ``np.ndarray [K, 2]`` (host, for static bounds and config checks)."""
+    import numpy as np
+    height, width = _grid_hw(grid)
+    u = np.linspace(0.0, 1.0, resolution, endpoint=False)
+    h, w = multiblock_block_size(u, tuple(map(float, scale)), tuple(map(float, aspect)),
+                                 height, width)
+    return np.unique(np.stack([h, w], axis=1), axis=0)
+
+
+def multiblock_budgets(grid, num_targets: int = 4, target_scale=(0.15, 0.2),
+                       target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0),
+                       min_keep: int = 10, field: str = "ijepa") -> tuple[int, int]:
+    """``(target_patches, context_patches)``: the most patches a target block and a context
+    block can hold on ``grid`` (static sequence lengths for :func:`mask_indices`).
+
+    Raises ``ValueError`` (naming ``field``) when a block can hold ``min_keep`` patches or
+    fewer, where the reference would retry forever, or when ``num_targets < 1``.
+    """
+    if int(num_targets) < 1:
+        raise ValueError(f"config field {field}.num_targets={num_targets!r} is invalid: use at "
+                         "least 1 target block (I-JEPA: 4)")
+    for name, rng_ in (("target_scale", target_scale), ("target_aspect", target_aspect),
+                       ("context_scale", context_scale)):
+        lo, hi = (float(v) for v in rng_)
+        if not 0.0 < lo <= hi or (name.endswith("scale") and hi > 1.0):
+            raise ValueError(f"config field {field}.{name}={tuple(rng_)!r} is invalid: give "
+                             "(low, high) with 0 < low <= high" +
+                             (" <= 1" if name.endswith("scale") else ""))
+    height, width = _grid_hw(grid)
+    if height < 2 or width < 2:
+        raise ValueError(f"multi-block masking needs a patch grid of at least 2 x 2, got "
+                         f"{height} x {width}; use smaller patches (model.patch_size)")
+    out = []
+    for name, scale, aspect in (("target_scale", target_scale, target_aspect),
+                                ("context_scale", context_scale, (1.0, 1.0))):
+        sizes = multiblock_sizes((height, width), scale, aspect)
+        areas = sizes[:, 0] * sizes[:, 1]
+        if int(areas.min()) <= int(min_keep):
+            raise ValueError(
+                f"config field {field}.{name}={tuple(scale)!r} gives blocks of "
+                f"{int(areas.min())} patches on the {height} x {width} grid, not more than "
+                f"{field}.min_keep={min_keep}; raise the scale or lower min_keep")
+        out.append(int(areas.max()))
+    return out[0], out[1]
+
+
+def _block_masks(tops, lefts, h, w, height: int, width: int):
+    """Boolean masks ``[..., H*W]`` of the h x w blocks at ``(tops, lefts)`` (any batch shape)."""
+    lead = (1,) * tops.ndim
+    rows = jnp.arange(height, dtype=jnp.int32).reshape(lead + (height, 1))
+    cols = jnp.arange(width, dtype=jnp.int32).reshape(lead + (1, width))
+    t, l = tops[..., None, None], lefts[..., None, None]
+    inside = (rows >= t) & (rows < t + h) & (cols >= l) & (cols < l + w)
+    return inside.reshape(inside.shape[:-2] + (height * width,))
+
+
+def multiblock_draws(key, batch_size: int, num_targets: int = 4,
+                     max_tries: int = MULTIBLOCK_TRIES, offset=0) -> dict:
+    """The uniforms :func:`multiblock_masks` consumes: ``u_target``, ``u_context`` (scalars,
+    the batch's block sizes), ``target_pos`` [B, T, 2] and ``context_pos`` [B, (T+1)*tries, 2]
+    (top, left uniforms in [0, 1), in the reference's drawing order)."""
+    sizes = jax.random.uniform(jax.random.fold_in(key, 0x7FFFFFFF), (2,), jnp.float32)
+    keys = rng.example_keys(jax.random.fold_in(key, 1), batch_size, offset)
+    candidates = (num_targets + 1) * max_tries
+
+    def one(k):
+        kt, kc = jax.random.split(k)
+        return (jax.random.uniform(kt, (num_targets, 2), jnp.float32),
+                jax.random.uniform(kc, (candidates, 2), jnp.float32))
+
+    target_pos, context_pos = jax.vmap(one)(keys)
+    return dict(u_target=sizes[0], u_context=sizes[1], target_pos=target_pos,
+                context_pos=context_pos)
+
+
+def multiblock_from_draws(draws: dict, grid, target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5),
+                          context_scale=(0.85, 1.0), min_keep: int = 10,
+                          max_tries: int = MULTIBLOCK_TRIES):
+    """:func:`multiblock_masks` given its uniforms (:func:`multiblock_draws`)."""
+    height, width = _grid_hw(grid)
+    th, tw = multiblock_block_size(draws["u_target"], tuple(map(float, target_scale)),
+                                   tuple(map(float, target_aspect)), height, width)
+    ch, cw = multiblock_block_size(draws["u_context"], tuple(map(float, context_scale)),
+                                   (1.0, 1.0), height, width)
+
+    def position(u, extent, size):  # torch.randint(0, extent - size): [0, extent - size - 1]
+        return jnp.floor(u * (extent - size).astype(jnp.float32)).astype(jnp.int32)
+
+    tp, cp = draws["target_pos"], draws["context_pos"]
+    targets = _block_masks(position(tp[..., 0], height, th), position(tp[..., 1], width, tw),
+                           th, tw, height, width)                              # [B, T, N]
+    blocks = _block_masks(position(cp[..., 0], height, ch), position(cp[..., 1], width, cw),
+                          ch, cw, height, width)                               # [B, C, N]
+    # Level t (candidates t * tries ... (t + 1) * tries - 1) avoids the first T - t targets.
+    covered = jnp.cumsum(targets.astype(jnp.int32), axis=1) > 0                # [B, T, N]
+    free_all = jnp.ones_like(covered[:, :1])
+    allowed = jnp.concatenate([~covered[:, ::-1], free_all], axis=1)           # [B, T+1, N]
+    level = jnp.arange(blocks.shape[1]) // max_tries                           # [C]
+    constrained = blocks & allowed[:, level]                                   # [B, C, N]
+    counts = jnp.sum(constrained, axis=-1)                                     # [B, C]
+    valid = counts > min_keep
+    first = jnp.where(jnp.any(valid, axis=1), jnp.argmax(valid, axis=1), blocks.shape[1] - 1)
+    context = constrained[jnp.arange(constrained.shape[0]), first]             # [B, N]
+    # Collation: every context cut to the batch's smallest, first patches in row-major order.
+    keep = jnp.min(jnp.sum(context, axis=-1))
+    context = context & (jnp.cumsum(context, axis=-1) <= keep)
+    return context, targets
+
+
+def multiblock_masks(key, batch_size: int, grid, num_targets: int = 4,
+                     target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5),
+                     context_scale=(0.85, 1.0), min_keep: int = 10, offset=0):
+    """I-JEPA's multi-block masks for a batch (``MaskCollator.__call__``; see the notes above).
+
+    Args:
+      key: typed PRNG key of the step (``rng.step_key(seed, 'mask', step)``).
+      batch_size: B (static). grid: H (square) or (H, W) patches (static).
+      num_targets: T target blocks per image (I-JEPA ``npred`` 4).
+      target_scale, target_aspect: the target blocks' area fraction and height / width ranges
+        (``pred_mask_scale`` (0.15, 0.2), ``aspect_ratio`` (0.75, 1.5)).
+      context_scale: the context block's area fraction (``enc_mask_scale`` (0.85, 1.0)),
+        square (aspect 1).
+      min_keep: a context needs more than this many patches (``min_keep`` 10).
+      offset: global index of row 0 (a slice of the global batch reproduces its rows' blocks,
+        not the batch-wide truncation, which needs the whole batch).
+
+    Returns:
+      ``(context [B, H*W] bool, targets [B, T, H*W] bool)``: every target an h x w rectangle
+      (one size for the batch), the context a square block minus the targets, cut to the
+      batch's smallest context, so every row of ``context`` has the same count, and every
+      ``targets[b, t]`` the same count h * w.
+    """
+    height, width = _grid_hw(grid)
+    multiblock_budgets((height, width), num_targets, target_scale, target_aspect,
+                       context_scale, min_keep, field="multiblock_masks")
+    draws = multiblock_draws(key, batch_size, num_targets, MULTIBLOCK_TRIES, offset)
+    return multiblock_from_draws(draws, (height, width), target_scale, target_aspect,
+                                 context_scale, min_keep, MULTIBLOCK_TRIES)
+
+
+def mask_indices(mask, length: int):
+    """``(ids [..., L] int32, valid [..., L] bool)``: the positions of ``mask [..., N]``'s
+    True entries in increasing order, then the others, cut to the static ``length``; ``valid``
+    marks the selected ones (a fixed-size gather of a variable-size set)."""
+    order = jnp.argsort(~mask, axis=-1, stable=True)[..., :length].astype(jnp.int32)
+    count = jnp.sum(mask, axis=-1, keepdims=True)
+    valid = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), order.shape) < count
+    return order, valid
+
+
+__all__ += ["multiblock_masks", "multiblock_draws", "multiblock_from_draws",
+            "multiblock_block_size", "multiblock_sizes", "multiblock_budgets", "mask_indices",
+            "MULTIBLOCK_TRIES"]

@@ -133,6 +133,10 @@ _BASE = {
     "dino_vits16_multicrop": Workload(
         lambda b, d: synthetic_images(load_preset("dino_imagenet", "vit_s16"), b, d, 224), 64,
         "images"),
+    # I-JEPA ViT-H/14: target encoder on all 256 patches, context encoder and predictor on the
+    # padded context / target sequences; the crop and the multi-block masks made in the step.
+    "ijepa_vith14": Workload(
+        lambda b, d: synthetic_images(load_preset("ijepa_imagenet"), b, d, 224), 32, "images"),
 }
 WORKLOADS: dict[str, Workload] = {}
 for _name, _w in _BASE.items():

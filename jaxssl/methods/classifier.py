@@ -59,12 +59,14 @@ BACKBONE_PATHS = {
     "barlow": (("backbone",), ("backbone",), ("projector",)),
     "vicreg": (("backbone",), ("backbone",), ("projector",)),
     "dino": (("backbone",), ("backbone",), None),
+    # I-JEPA probes the EMA target encoder (CHECKPOINT_ROOTS): its params are the ViT's
+    "ijepa": ((), (), None),
     "": ((), (), None),  # no pretraining: a supervised run from scratch
 }
 #: pretraining method -> where the evaluated network's ``params`` / ``batch_stats`` sit in its
 #: checkpoint, when not at the top (DINO evaluates its EMA teacher: eval_linear.py and
 #: eval_knn.py ``--checkpoint_key teacher``); BACKBONE_PATHS are relative to it
-CHECKPOINT_ROOTS = {"dino": ("model_state", "teacher")}
+CHECKPOINT_ROOTS = {"dino": ("model_state", "teacher"), "ijepa": ("model_state", "teacher")}
 HEADS = ("linear", "bn_linear")
 #: backbone modules a pretraining checkpoint does not have (kept at their initialisation)
 NEW_LEAVES = ("fc_norm",)
@@ -121,7 +123,9 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
         c.model.update(dict(pool=m.pool, posemb="sincos2d", vit_hidden_dim=m.encoder_hidden_dim,
                             vit_depth=m.encoder_depth, vit_num_heads=m.encoder_heads))
         mean, std = tuple(m.pixel_mean), tuple(m.pixel_std)
-    for section in ("moco", "mae", "mlm"):
+    if pretrain_method == "ijepa":  # I-JEPA's input normalisation
+        mean, std = tuple(c.ijepa.pixel_mean), tuple(c.ijepa.pixel_std)
+    for section in ("moco", "mae", "mlm", "ijepa"):
         if section in c:
             del c[section]
     # ``--config.init_from=PRETRAIN_WORKDIR``: one reference shared with train.init_from.
