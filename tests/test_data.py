@@ -179,8 +179,10 @@ def test_unknown_dataset_names_field_value_and_choices():
 def test_digits_and_imports_do_not_load_tensorflow():
     code = ("import sys; import jaxssl.data.sources, jaxssl.data.batching, jaxssl.data.tfds_images\n"
             "from jaxssl.data.sources import load_image_source\n"
-            "import ml_collections\n"
-            "load_image_source(ml_collections.ConfigDict(dict(name='digits')), 'train')\n"
+            "from jaxssl.config import base_config\n"
+            "data = base_config().data\n"
+            "data.name = 'digits'\n"
+            "load_image_source(data, 'train')\n"
             "bad = [m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules]\n"
             "assert not bad, bad\n")
     env = dict(os.environ, JAX_PLATFORMS="cpu")
