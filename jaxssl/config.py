@@ -89,6 +89,9 @@ def base_config() -> ml_collections.ConfigDict:
         vit_hidden_dim=0,         # > 0 replaces the named size's value (moco-v3 ViT-S: vit_num_heads=12)
         vit_depth=0,
         vit_num_heads=0,
+        vit_layerscale_init=0.0,  # > 0: LayerScale on every block branch (DINOv2: 1e-5)
+        vit_num_registers=0,      # register tokens after the class token (DINOv2 with registers: 4)
+        vit_mlp_type="mlp",       # 'mlp' | 'swiglu' (DINOv2 ViT-g)
     ))
 
     c.loss = ml_collections.ConfigDict(dict(

@@ -68,8 +68,9 @@ def build_backbone(model_cfg) -> nn.Module:
 
     The one builder every image method uses. ResNets take ``stem``, ``width_multiplier``,
     ``conv_batch_chunk``, ``remat`` and :func:`jaxssl.models.resnet.resnet_options`; ViTs take
-    ``patch_size``, ``pool``, ``posemb``, ``freeze_patch_embed``, ``sincos_layout``, ``remat``
-    and the ``vit_hidden_dim`` / ``vit_depth`` / ``vit_num_heads`` overrides; ``dtype`` for all.
+    ``patch_size``, ``pool``, ``posemb``, ``freeze_patch_embed``, ``sincos_layout``, ``remat``,
+    the ``vit_hidden_dim`` / ``vit_depth`` / ``vit_num_heads`` overrides and the DINOv2 options
+    ``vit_layerscale_init``, ``vit_num_registers``, ``vit_mlp_type``; ``dtype`` for all.
     Every field is declared by ``jaxssl.config.base_config``.
     """
     from jaxssl.models import resnet
@@ -86,7 +87,10 @@ def build_backbone(model_cfg) -> nn.Module:
                 size[arg] = int(m[field])
         return VisionTransformer(**size, patch_size=int(m.patch_size), pool=m.pool,
                                  posemb=m.posemb, freeze_patch_embed=bool(m.freeze_patch_embed),
-                                 sincos_layout=m.sincos_layout, dtype=dtype, remat=str(m.remat))
+                                 sincos_layout=m.sincos_layout, dtype=dtype, remat=str(m.remat),
+                                 layerscale_init=float(m.vit_layerscale_init),
+                                 num_registers=int(m.vit_num_registers),
+                                 mlp_type=str(m.vit_mlp_type))
     if name.startswith("resnet"):
         return create_backbone(name, stem=m.stem, width_multiplier=m.width_multiplier, dtype=dtype,
                                conv_batch_chunk=int(m.conv_batch_chunk), remat=str(m.remat),
