@@ -14,6 +14,8 @@ _METHODS: dict[str, tuple[str, str] | type] = {
     "barlow": ("jaxssl.methods.barlow_twins", "BarlowTwins"),
     "vicreg": ("jaxssl.methods.vicreg", "VICReg"),
     "dino": ("jaxssl.methods.dino", "DINO"),
+    "ibot": ("jaxssl.methods.ibot", "IBOT"),
+    "dinov2": ("jaxssl.methods.dinov2", "DINOv2"),
     "linear_eval": ("jaxssl.methods.classifier", "LinearEval"),
     "finetune": ("jaxssl.methods.classifier", "FineTune"),
     "text_classify": ("jaxssl.methods.text_classifier", "TextClassifier"),
