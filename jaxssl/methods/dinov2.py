@@ -132,9 +132,15 @@ class DINOv2(IBOT):
         params, _ = jax.eval_shape(self.init, jax.random.key(0))
         scales = optim.layerwise_lr_scales(params, float(self.v.layerwise_decay), self.depth)
         mult = float(self.v.patch_embed_lr_mult)
-        return jax.tree_util.tree_map_with_path(
-            lambda path, s: s * mult if any(getattr(k, "key", None) == "patch_embed" for k in path)
-            else s, scales)
+        embed = float(self.v.layerwise_decay) ** (self.depth + 1)
+
+        def scale(path, s):
+            names = {getattr(k, "key", None) for k in path}
+            if "mask_token" in names or "register_tokens" in names:  # dinov2: layer 0 too
+                s = embed
+            return s * mult if "patch_embed" in names else s
+
+        return jax.tree_util.tree_map_with_path(scale, scales)
 
     def loss(self, params, model_state, batch, step):
         globals_, locals_ = self.crops(batch, step)
