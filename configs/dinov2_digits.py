@@ -31,25 +31,25 @@ def get_config(arg=None):
         flip_prob=0.0, jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.0, hue=0.0,
         grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0))
     c.eval_crop_fraction = 1.0
-    c.model.update(dict(backbone="vit_tiny", patch_size=4, vit_hidden_dim=128, vit_depth=4,
+    c.model.update(dict(backbone="vit_tiny", patch_size=4, vit_hidden_dim=64, vit_depth=4,
                         vit_num_heads=4, pool="cls", posemb="sincos2d", dtype="float32",
                         vit_layerscale_init=1e-5))
-    c.train.update(dict(batch_size=256, num_epochs=60.0, num_steps=0, log_every_steps=50,
+    c.train.update(dict(batch_size=256, num_epochs=40.0, num_steps=0, log_every_steps=50,
                         checkpoint_every_steps=400))
     c.eval.update(dict(batch_size=512, linear_protocol="lbfgs", embedding_map=False))
-    c.dino.update(dict(out_dim=1024, head_hidden_dim=256, head_bottleneck_dim=64,
+    c.dino.update(dict(out_dim=256, head_hidden_dim=128, head_bottleneck_dim=32,
                        head_use_bn=False, norm_last_layer=False, teacher_temp=0.07,
-                       warmup_teacher_temp=0.04, warmup_teacher_temp_epochs=30,
+                       warmup_teacher_temp=0.04, warmup_teacher_temp_epochs=10,
                        local_crops_number=4, local_crop_size=8, local_crop_scale=(0.1, 0.32),
                        freeze_last_layer_epochs=1))
     for group in ("global_1", "global_2", "local"):
         c.dino[group].update(dict(blur_prob=0.0, solarize_prob=0.0))
-    c.ibot.update(dict(shared_head=False, patch_out_dim=1024, mask_prob=0.5,
+    c.ibot.update(dict(shared_head=False, patch_out_dim=256, mask_prob=0.5,
                        mask_ratio=(0.1, 0.5), mask_min_num_patches=1, mask_max_block_share=0.5))
     c.dinov2.update(dict(centering="sinkhorn_knopp", koleo_loss_weight=0.1, koleo_group_size=0,
                          layerwise_decay=0.9, patch_embed_lr_mult=0.2))
     c.teacher.update(dict(momentum=0.99, momentum_final=1.0, momentum_schedule="cosine"))
     c.optim.update(dict(name="adamw", base_lr=2e-3, lr_scaling="linear", weight_decay=0.04,
-                        weight_decay_end=0.4, b1=0.9, b2=0.999, eps=1e-8, warmup_epochs=10.0,
+                        weight_decay_end=0.4, b1=0.9, b2=0.999, eps=1e-8, warmup_epochs=5.0,
                         schedule="cosine", min_lr=1e-6, grad_clip_per_param=3.0))
     return c.lock()

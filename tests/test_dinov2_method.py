@@ -127,3 +127,22 @@ def test_lr_scales_are_layerwise_decay_with_patch_embed_multiplier(setup):
 def test_dinov2_resume_is_bit_identical(tmp_path, monkeypatch):
     _resume_is_bit_identical(tmp_path, monkeypatch, "dinov2_digits.py",
                              dict(SMALL, **{"ibot.patch_out_dim": 48}))
+
+
+def test_clip_by_module_norm_is_clip_grad_norm_per_module():
+    from jaxssl.methods.dinov2 import clip_by_module_norm
+    g = {"backbone": {"a": jnp.array([3.0, 4.0]), "b": jnp.array([12.0])},
+         "head": {"c": jnp.array([0.3, 0.4])}}
+    out, _ = clip_by_module_norm(3.0).update(g, None)
+    np.testing.assert_allclose(np.asarray(out["backbone"]["a"]), np.array([3.0, 4.0]) * 3 / (13 + 1e-6),
+                               rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out["backbone"]["b"]), np.array([12.0]) * 3 / (13 + 1e-6),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(out["head"]["c"]), np.asarray(g["head"]["c"]))
+
+
+@pytest.mark.slow
+def test_dinov2_imagenet_runs_one_step_on_mocked_imagenet(tmp_path):
+    from test_ibot_method import one_imagenet_step
+    one_imagenet_step(tmp_path, "dinov2_imagenet", None, dinov2__koleo_group_size=4,
+                      train__checkpoint_every_steps=1)

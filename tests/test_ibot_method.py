@@ -131,3 +131,36 @@ SMALL = {"dino.out_dim": 64, "dino.head_hidden_dim": 32, "dino.head_bottleneck_d
 @pytest.mark.slow
 def test_ibot_resume_is_bit_identical_including_centers_teacher_and_masks(tmp_path, monkeypatch):
     _resume_is_bit_identical(tmp_path, monkeypatch, "ibot_digits.py", SMALL)
+
+
+# One step of each ImageNet preset shrunk to CPU size (a 1-block ViT, 32 px globals, 16 px
+# locals, 64 prototypes, batch 8 on 2 devices) under tfds.testing.mock_data: the host path
+# delivers the 2 global crops as ``image`` and the locals as ``image_1``.
+IMAGENET_TINY = dict(data__image_size=32, model__patch_size=8, model__vit_depth=1,
+                     model__vit_hidden_dim=32, model__vit_num_heads=2, dino__out_dim=64,
+                     dino__head_hidden_dim=32, dino__head_bottleneck_dim=16,
+                     dino__local_crops_number=2, dino__local_crop_size=16, ibot__patch_out_dim=48,
+                     train__batch_size=8, train__num_steps=1, train__num_epochs=0.0,
+                     train__log_every_steps=1, train__checkpoint_every_steps=1,
+                     optim__warmup_epochs=0.0, eval__enabled=False, mesh__num_devices=2)
+
+
+def one_imagenet_step(tmp_path, name, arg=None, **extra):
+    import json
+    tfds = pytest.importorskip("tensorflow_datasets")
+    config = load_preset(name, arg, **dict(IMAGENET_TINY, **extra))
+    with tfds.testing.mock_data(num_examples=16):
+        setup = train.Setup(config)
+        assert setup.data.host_cropped
+        batch = setup.data.source.get(np.arange(8), seed=0, step=0)
+        assert batch["image"].shape == (8, 2, 32, 32, 3) and batch["image_1"].shape == (8, 2, 16, 16, 3)
+        train.run(config, str(tmp_path))
+    rows = [json.loads(line) for line in open(os.path.join(tmp_path, "metrics.jsonl"))]
+    values = [r["loss"] for r in rows if "loss" in r]
+    assert values and all(np.isfinite(values)), rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arg", ["vit_s16", "vit_b16"])
+def test_ibot_imagenet_runs_one_step_on_mocked_imagenet(tmp_path, arg):
+    one_imagenet_step(tmp_path, "ibot_imagenet", arg)

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from jaxssl import losses
 from jaxssl.augment import patch_masking
@@ -52,7 +53,8 @@ def dinov2_config() -> ml_collections.ConfigDict:
     c.dinov2 = ml_collections.ConfigDict(dict(
         centering="sinkhorn_knopp", sinkhorn_iters=3,
         dino_loss_weight=1.0, koleo_loss_weight=0.1, koleo_group_size=0,
-        layerwise_decay=0.9, patch_embed_lr_mult=0.2))
+        layerwise_decay=0.9, patch_embed_lr_mult=0.2,
+        clip_grad_per_module=0.0))   # > 0: clip_grad_norm_ of backbone / each head (DINOv2 3.0)
     c.dino.update(dict(out_dim=65536, head_hidden_dim=2048, head_bottleneck_dim=256,
                        head_num_layers=3, norm_last_layer=True, teacher_temp=0.07,
                        warmup_teacher_temp=0.04, warmup_teacher_temp_epochs=30,
@@ -142,6 +144,16 @@ class DINOv2(IBOT):
 
         return jax.tree_util.tree_map_with_path(scale, scales)
 
+    def wrap_optimizer(self, tx, schedule_inputs):
+        """DINO's last-layer freeze, after DINOv2's gradient clipping: each top-level module
+        (backbone, head, patch_head) clipped to global norm ``clip_grad_per_module``
+        (``for v in model.student.values(): v.clip_grad_norm_(clip_grad)``)."""
+        tx = super().wrap_optimizer(tx, schedule_inputs)
+        max_norm = float(self.v.clip_grad_per_module)
+        if max_norm <= 0:
+            return tx
+        return optax.chain(clip_by_module_norm(max_norm), tx)
+
     def loss(self, params, model_state, batch, step):
         globals_, locals_ = self.crops(batch, step)
         n2 = globals_.shape[0]
@@ -196,6 +208,23 @@ class DINOv2(IBOT):
         return loss, (new_state, metrics)
 
 
+def clip_by_module_norm(max_norm: float) -> optax.GradientTransformation:
+    """Each top-level subtree of the gradient scaled by ``min(1, max_norm / (||g|| + 1e-6))``
+    with ``||g||`` its global L2 norm (torch ``clip_grad_norm_`` per module)."""
+
+    def update(updates, state, params=None):
+        del params
+
+        def clip(tree):
+            norm = optax.global_norm(tree)
+            coef = jnp.minimum(1.0, max_norm / (norm + 1e-6))
+            return jax.tree.map(lambda g: (g * coef).astype(g.dtype), tree)
+
+        return {k: clip(v) for k, v in updates.items()}, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def cross_entropy_pairs(student_logits, teacher_probs, student_temp):
     """DINO's multi-crop cross-entropy with given teacher probabilities (Sinkhorn-Knopp or
     centred softmax): ``[Vs, N, K]`` student logits, ``[Vt, N, K]`` targets; the mean over
@@ -209,5 +238,5 @@ def cross_entropy_pairs(student_logits, teacher_probs, student_temp):
     return jnp.sum(ce * not_same) / (v_t * v_s - min(v_t, v_s))
 
 
-__all__ = ["DINOv2", "dinov2_config", "grouped_koleo", "warmup_temperature",
+__all__ = ["DINOv2", "dinov2_config", "grouped_koleo", "warmup_temperature", "clip_by_module_norm",
            "cross_entropy_pairs", "CENTERINGS"]
