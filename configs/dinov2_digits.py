@@ -9,13 +9,14 @@ Expected:  eval_results.json / the printed table: kNN and linear-probe accuracy 
            docs/recipes.md. A scaled-down recipe with no published number.
 
 Recipe: DINOv2 (configs/dinov2_imagenet.py) scaled to 8x8 digits upsampled to 16 px, on
-the ibot_digits ViT (D 128, 4 blocks, 4 heads, patch 4: 16 patches) with LayerScale 1e-5;
+the ibot_digits ViT (D 64, 4 blocks, 4 heads, patch 4: 16 patches) with LayerScale 1e-5;
 2 global crops of 16 px (area [0.32, 1]) and 4 local crops of 8 px (area [0.1, 0.32]);
-separate DINO and iBOT heads 256 -> 64 -> 1024 prototypes; Sinkhorn-Knopp teacher (3
-iterations), KoLeo weight 0.1 on each global crop's [CLS] over the whole batch; block masks
-on half of the global crops, 10-50% of their patches (blocks of >= 1 patch, at most half the
-grid); teacher temperature 0.04 -> 0.07 per step over 30 epochs; teacher EMA 0.99 -> 1;
-AdamW (wd 0.04 -> 0.4, clip 3), layer-wise LR decay 0.9, patch embedding LR x 0.2.
+separate DINO and iBOT heads 128 -> 32 -> 256 prototypes (the paper's choice); Sinkhorn-Knopp
+teacher (3 iterations; the paper's); KoLeo weight 0.1 on each global crop's [CLS] over the
+whole batch; block masks on half of the global crops, 10-50% of their patches (blocks of >= 1
+patch, at most half the grid); teacher temperature 0.04 -> 0.07 per step over 10 epochs;
+teacher EMA 0.99 -> 1; AdamW 2e-3 x B/256 (wd 0.04 -> 0.4, per-parameter clip 3), 5 warm-up
+epochs, layer-wise LR decay 0.9, patch embedding LR x 0.2; 40 epochs at batch 256 (160 steps).
 """
 from jaxssl.methods.dinov2 import dinov2_config
 

@@ -9,14 +9,15 @@ Expected:  eval_results.json / the printed table: kNN and linear-probe accuracy 
            docs/recipes.md. A scaled-down recipe with no published number.
 
 Recipe: iBOT (configs/ibot_imagenet.py) scaled to 8x8 digits upsampled to 16 px: a ViT of
-D 128, 4 blocks, 4 heads, patch 4 (a 4 x 4 grid, 16 patches); 2 global crops of 16 px (area
+D 64, 4 blocks, 4 heads, patch 4 (a 4 x 4 grid, 16 patches); 2 global crops of 16 px (area
 [0.4, 1]) and 4 local crops of 8 px (area [0.1, 0.4]); no flip, blur or solarize (digits);
 block masks on half of the global crops, 10-50% of their patches, blocks of >= 1 patch
 (iBOT's (min(H, W) // 3)^2 rule); one shared head (iBOT README: ``--shared_head true``)
-256 -> 64 bottleneck -> 1024 prototypes, last layer not normalised and frozen in epoch 1;
-student temperature 0.1, teacher 0.04 -> 0.07 ([CLS] and patches) over 30 epochs, centers
-momentum 0.9, teacher EMA 0.99 -> 1; AdamW (wd 0.04 -> 0.4, per-parameter clip 3), LR
-see below x B/256 with 10 warm-up epochs, cosine.
+128 -> 32 bottleneck -> 256 prototypes, last layer not normalised and frozen in epoch 1;
+student temperature 0.1, teacher 0.04 -> 0.07 ([CLS] and patches) over 10 epochs, centers
+momentum 0.9, teacher EMA 0.99 -> 1; AdamW 2e-3 x B/256 (wd 0.04 -> 0.4, per-parameter clip
+3), 5 warm-up epochs, cosine; 40 epochs at batch 256 (160 steps). Sized for a few minutes
+of 2 cores: the ImageNet recipe's 30 + 10 warm-up epochs would not fit.
 """
 from jaxssl.methods.ibot import ibot_config
 

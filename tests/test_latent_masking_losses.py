@@ -385,7 +385,9 @@ def test_blockwise_masks_deterministic_and_key_dependent():
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("prob,ratio", [(0.0, (0.1, 0.5)), (1.0, (0.3, 0.3)), (0.25, (0.2, 0.6))])
+@pytest.mark.parametrize("prob,ratio", [(0.25, (0.2, 0.6)),
+                                        pytest.param(0.0, (0.1, 0.5), marks=pytest.mark.slow),
+                                        pytest.param(1.0, (0.3, 0.3), marks=pytest.mark.slow)])
 def test_blockwise_masks_prob_share_and_ratio_ranges(prob, ratio):
     b, grid = 16, (8, 8)
     m = np.asarray(patch_masking.blockwise_masks(jax.random.key(1), b, grid, ratio, prob))
