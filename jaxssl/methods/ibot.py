@@ -17,6 +17,9 @@ and ``c2 <- m2 c2 + (1 - m2) mean_{i, p} h_t(x_g)_ip`` over every teacher patch 
 patch temperature ``tau_t2`` warms up by epoch like the [CLS] one
 (``ibot.warmup_teacher_patch_temp`` -> ``ibot.teacher_patch_temp``).
 
+Evaluation features are DINO's (:meth:`DINO.backbone_features` through ``MultiCrop.features``,
+which only reads ``backbone``).
+
 Masks are drawn on device from ``rng.step_key(seed, 'mask', step)``, one per global crop
 (all ``2 x batch`` together), so a resumed run replays them bit for bit, as it replays views,
 teacher and centers (all in the checkpointed state or keyed by step).
@@ -95,9 +98,6 @@ class MaskedMultiCrop(nn.Module):
                                train=train)
             return logits[:cls.shape[0]], logits[cls.shape[0]:], out["cls"]
         return self.head(cls, train=train), self.patch_head(patches, train=train), out["cls"]
-
-    def features(self, x):
-        return self.backbone(x, train=False)
 
 
 def apply_train(module: nn.Module, params, batch_stats, *args):
@@ -244,11 +244,6 @@ class IBOT(DINO):
                    "patch_loss": patch_loss,
                    "masked_share": jnp.mean(mask.astype(jnp.float32))}
         return loss, (new_state, metrics)
-
-    def backbone_features(self, params, model_state, images):
-        stats = model_state["batch_stats"]
-        variables = {"params": params, **({"batch_stats": stats} if stats else {})}
-        return self.net.apply(variables, images, method=MaskedMultiCrop.features)
 
 
 __all__ = ["IBOT", "ibot_config", "MaskedMultiCrop"]
