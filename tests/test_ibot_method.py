@@ -23,7 +23,7 @@ TINY = dict(train__batch_size=16, train__num_steps=3, train__num_epochs=0.0,
             mesh__num_devices=1, optim__warmup_epochs=0.0, eval__enabled=False,
             dino__out_dim=32, dino__head_hidden_dim=32, dino__head_bottleneck_dim=16,
             model__vit_hidden_dim=32, model__vit_depth=1, model__vit_num_heads=2,
-            dino__local_crops_number=2)
+            dino__local_crops_number=2, dino__head_use_bn=False)
 
 
 @pytest.fixture(scope="module")
