@@ -104,7 +104,7 @@ def test_separate_heads_layerscale_and_per_step_teacher_temperature(setup):
     assert params["patch_head"]["last_layer"]["kernel_v"].shape[-1] == 24
     assert "ls1" in params["backbone"]["blocks_0"]
     spe = method.steps_per_epoch
-    w = 30 * spe
+    w = int(method.d.warmup_teacher_temp_epochs) * spe   # the digits config: 10 epochs
     want = np.linspace(0.04, 0.07, w)
     for s in (0, 1, w // 2, w - 1):
         np.testing.assert_allclose(float(method.teacher_temp(s)), want[s], rtol=1e-6)
