@@ -610,3 +610,178 @@ def dino_center_update(center: jax.Array, teacher_logits: jax.Array, momentum: f
     teacher = jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))
     batch_center = jnp.mean(teacher, axis=(0, 1)).reshape(center.shape)
     return momentum * center.astype(jnp.float32) + (1.0 - momentum) * batch_center
+
+
+# --------------------------------------------------------------------------- iBOT / DINOv2
+#
+# The masked-prediction-in-latent-space losses: KoLeo (DINOv2's spreading regulariser),
+# Sinkhorn-Knopp teacher centering (SwAV's, DINOv2's default for large runs) and iBOT's masked
+# patch cross-entropy. Same conventions as above: global arrays, fp32 math, no teacher gradient.
+
+
+def _explicit_mesh_of(x: jax.Array) -> bool:
+    mesh = jax.typeof(x).sharding.mesh
+    return any(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types)
+
+
+def _replicated(x: jax.Array) -> jax.Array:
+    """``x`` with every axis replicated when its mesh is ``Explicit`` (a gathered copy that an
+    einsum against the sharded original can use); unchanged on ``Auto`` meshes, where XLA
+    inserts the all-gather itself."""
+    if _explicit_mesh_of(x):
+        return jax.sharding.reshard(x, P())
+    return x
+
+
+def koleo_loss(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """The Kozachenko-Leonenko entropy estimator as a loss (Sablayrolles et al. 2019; DINOv2
+    sec. 4 "KoLeo regularizer"):
+
+        x_i <- x_i / max(||x_i||, eps)
+        nn(i) = argmax_{j != i} <x_i, x_j>
+        L = -1/N sum_i log(|| x_i - x_nn(i) + eps ||_2 + eps)
+
+    as dinov2 ``dinov2/loss/koleo_loss.py`` ``KoLeoLoss.forward`` (``nn.PairwiseDistance(2,
+    eps)`` adds ``eps`` to the difference). The nearest neighbour is searched among the rows
+    given (the reference: one GPU's rows); the gradient flows through both ``x_i`` and
+    ``x_nn(i)``, the argmax itself has none.
+
+    Args:
+      x: ``[N, D]`` features (DINOv2: the student's [CLS] backbone output of one global crop),
+        ``N >= 2``, any float dtype.
+      eps: the normalisation floor and distance offset (1e-8).
+
+    Returns:
+      fp32 scalar.
+    """
+    if x.ndim != 2:
+        raise ValueError(f"koleo_loss: expected x [N, D], got shape {tuple(x.shape)}; pass one "
+                         "crop's features (DINOv2 applies it to each global crop separately)")
+    _check_batch_at_least(x.shape[0], 2, "koleo_loss")
+    x = x.astype(jnp.float32)
+    x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+    cols = _replicated(x)
+    dots_NxN = jnp.einsum("nd,md->nm", x, jax.lax.stop_gradient(cols), precision=_HIGHEST,
+                          preferred_element_type=jnp.float32)
+    dots_NxN = jnp.where(jnp.eye(x.shape[0], dtype=bool), -1.0, dots_NxN)  # never yourself
+    nearest_N = jnp.argmax(dots_NxN, axis=1)
+    if _explicit_mesh_of(x):
+        neighbours = cols.at[nearest_N].get(out_sharding=jax.typeof(x).sharding.spec)
+    else:
+        neighbours = cols[nearest_N]
+    distances = jnp.sqrt(jnp.sum(jnp.square(x - neighbours + eps), axis=-1))
+    return -jnp.mean(jnp.log(distances + eps))
+
+
+def sinkhorn_knopp(teacher_logits: jax.Array, teacher_temp, num_iters: int = 3,
+                   valid: Optional[jax.Array] = None) -> jax.Array:
+    """Sinkhorn-Knopp teacher targets (SwAV's ``distributed_sinkhorn``; dinov2
+    ``DINOLoss.sinkhorn_knopp_teacher``), over the global batch:
+
+        Q = exp(l / tau_t)^T,  Q <- Q / sum(Q)                       [K, N]
+        repeat num_iters: Q <- Q / (K * rowsum(Q));  Q <- Q / (N * colsum(Q))
+        return (N * Q)^T                                             [N, K], rows sum to 1
+
+    Computed as ``exp((l - max l) / tau_t)``: the global scale cancels in the first
+    normalisation, so the result is the reference's, without its fp32 overflow for
+    ``l / tau_t > 88``. No gradient.
+
+    Args:
+      teacher_logits: ``[N, K]`` teacher head outputs (the reference's all-reduces make ``N``
+        the global batch: every GPU's rows).
+      teacher_temp: ``tau_t`` > 0 (DINOv2: 0.04 -> 0.07); may be traced.
+      num_iters: Sinkhorn iterations (3).
+      valid: optional ``[N]`` bool: rows that take part (the others are padding, get zeros and
+        do not count in ``N``), for a fixed-size buffer of masked patches (dinov2
+        ``iBOTPatchLoss.sinkhorn_knopp_teacher`` with ``n_masked_patches_tensor``).
+
+    Returns:
+      fp32 ``[N, K]``.
+    """
+    if teacher_logits.ndim != 2:
+        raise ValueError(f"sinkhorn_knopp: expected teacher_logits [N, K], got shape "
+                         f"{tuple(teacher_logits.shape)}; flatten the crops into N")
+    if num_iters < 0:
+        raise ValueError(f"sinkhorn_knopp: num_iters={num_iters} must be >= 0 (DINOv2: 3)")
+    _check_positive_scalar(teacher_temp, "teacher_temp", "sinkhorn_knopp", "DINOv2: 0.04 -> 0.07")
+    logits = jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))
+    n, k = logits.shape
+    if valid is None:
+        weight = None
+        batch = jnp.float32(n)
+        top = jnp.max(logits)
+    else:
+        weight = jax.lax.stop_gradient(valid.astype(jnp.float32)).reshape(n, 1)
+        batch = jnp.sum(weight)
+        top = jnp.max(jnp.where(weight > 0, logits, -jnp.inf))
+    q_NxK = jnp.exp((logits - top) / teacher_temp)
+    if weight is not None:
+        q_NxK = q_NxK * weight
+    q_NxK = q_NxK / jnp.sum(q_NxK)
+    for _ in range(num_iters):
+        q_NxK = q_NxK / (jnp.sum(q_NxK, axis=0, keepdims=True) * k)   # each prototype: 1/K
+        col = jnp.sum(q_NxK, axis=1, keepdims=True)
+        if weight is not None:
+            col = jnp.where(weight > 0, col, 1.0)
+        q_NxK = q_NxK / (col * batch)                                 # each sample: 1/N
+    return jax.lax.stop_gradient(q_NxK * batch)
+
+
+def ibot_patch_loss(student_logits: jax.Array, teacher_probs: jax.Array, mask: jax.Array,
+                    student_temp: float = 0.1) -> jax.Array:
+    """iBOT's masked patch self-distillation (Zhou et al. 2022, eq. 2; dinov2
+    ``iBOTPatchLoss.forward``, bytedance/ibot ``iBOTLoss`` patch term):
+
+        l_np = -sum_k t_npk log_softmax(s_np / tau_s)_k
+        L = 1/N sum_n [ sum_p m_np l_np / max(sum_p m_np, 1) ]
+
+    the mean over each image's masked patches (an image with no masked patch contributes 0
+    and still counts in ``N``), then over images. ``teacher_probs`` get no gradient.
+
+    Args:
+      student_logits: ``[N, P, K]`` student head outputs of the (masked) global crops' patch
+        tokens.
+      teacher_probs: ``[N, P, K]`` teacher targets (softmax with centering, or Sinkhorn-Knopp)
+        of the unmasked crops' patch tokens.
+      mask: ``[N, P]`` bool, True where the student's patch was masked.
+      student_temp: ``tau_s`` > 0 (0.1).
+
+    Returns:
+      fp32 scalar.
+    """
+    fn = "ibot_patch_loss"
+    if student_logits.ndim != 3 or student_logits.shape != teacher_probs.shape or \
+            mask.shape != student_logits.shape[:2]:
+        raise ValueError(f"{fn}: expected student_logits and teacher_probs [N, P, K] and mask "
+                         f"[N, P], got {tuple(student_logits.shape)}, {tuple(teacher_probs.shape)}"
+                         f" and {tuple(mask.shape)}")
+    _check_positive_scalar(student_temp, "student_temp", fn, "iBOT / DINOv2 use 0.1")
+    t = jax.lax.stop_gradient(teacher_probs.astype(jnp.float32))
+    logp = jax.nn.log_softmax(student_logits.astype(jnp.float32) / student_temp, axis=-1)
+    ce_NxP = -jnp.sum(t * logp, axis=-1)
+    m = mask.astype(jnp.float32)
+    per_image = jnp.sum(ce_NxP * m, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)
+    return jnp.mean(per_image)
+
+
+def ibot_patch_loss_gathered(student_logits: jax.Array, teacher_probs: jax.Array,
+                             weights: jax.Array, num_images: int,
+                             student_temp: float = 0.1) -> jax.Array:
+    """:func:`ibot_patch_loss` on a buffer of the masked patches only (dinov2
+    ``iBOTPatchLoss.forward_masked``): ``-1/num_images sum_m w_m sum_k t_mk log_softmax(s_m /
+    tau_s)_k`` with ``w_m = 1 / (masked patches of row m's image)`` and 0 on padding rows.
+
+    Args:
+      student_logits, teacher_probs: ``[M, K]`` rows of masked patches (a static-size buffer).
+      weights: ``[M]`` per-row weights (0 for padding).
+      num_images: the ``N`` of :func:`ibot_patch_loss` (every image, masked or not).
+    """
+    if student_logits.ndim != 2 or student_logits.shape != teacher_probs.shape or \
+            weights.shape != student_logits.shape[:1]:
+        raise ValueError(f"ibot_patch_loss_gathered: expected [M, K] logits and targets and [M] "
+                         f"weights, got {tuple(student_logits.shape)}, "
+                         f"{tuple(teacher_probs.shape)} and {tuple(weights.shape)}")
+    t = jax.lax.stop_gradient(teacher_probs.astype(jnp.float32))
+    logp = jax.nn.log_softmax(student_logits.astype(jnp.float32) / student_temp, axis=-1)
+    ce_M = -jnp.sum(t * logp, axis=-1)
+    return jnp.sum(ce_M * jax.lax.stop_gradient(weights.astype(jnp.float32))) / num_images

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxssl import rng
 
@@ -341,3 +342,114 @@ def mask_indices(mask, length: int):
 __all__ += ["multiblock_masks", "multiblock_draws", "multiblock_from_draws",
             "multiblock_block_size", "multiblock_sizes", "multiblock_budgets", "mask_indices",
             "MULTIBLOCK_TRIES"]
+# --------------------------------------------------------------------------- blockwise masks
+# iBOT / DINOv2: BEiT-style block masking of the student's global crops.
+
+def _block_mask_one(key, target, grid, min_num_patches, max_num_patches, log_aspect,
+                    attempts=10):
+    """One ``[H, W]`` bool mask with at most ``target`` patches, made of rectangles: dinov2
+    ``MaskingGenerator.__call__`` / ``_mask`` (BEiT's ``masking_generator.py``)."""
+    height, width = grid
+    rows = jnp.arange(height, dtype=jnp.int32)[:, None]
+    cols = jnp.arange(width, dtype=jnp.int32)[None, :]
+
+    def attempt(state):
+        mask, key, delta, tries, max_mask = state
+        key, k_area, k_aspect, k_top, k_left = jax.random.split(key, 5)
+        # random.uniform(lo, hi) = lo + (hi - lo) * U(0, 1), also for hi < lo
+        area = min_num_patches + (max_mask - min_num_patches) * jax.random.uniform(k_area, ())
+        aspect = jnp.exp(jax.random.uniform(k_aspect, (), jnp.float32, *log_aspect))
+        h = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
+        w = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+        fits = (w < width) & (h < height)
+        top = jax.random.randint(k_top, (), 0, jnp.maximum(height - h + 1, 1))   # randint(0, H - h)
+        left = jax.random.randint(k_left, (), 0, jnp.maximum(width - w + 1, 1))
+        rect = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
+        new = h * w - jnp.sum(mask & rect, dtype=jnp.int32)
+        take = fits & (new > 0) & (new <= max_mask)
+        return (mask | (rect & take), key, jnp.where(take, new, 0), tries + 1, max_mask)
+
+    def one_block(state):
+        mask, key, count, done = state
+        max_mask = jnp.minimum(target - count, max_num_patches).astype(jnp.float32)
+        mask, key, delta, _, _ = jax.lax.while_loop(
+            lambda s: (s[2] == 0) & (s[3] < attempts), attempt,
+            (mask, key, jnp.int32(0), jnp.int32(0), max_mask))
+        return mask, key, count + delta, delta == 0
+
+    mask0 = jnp.zeros((height, width), bool)
+    mask, _, _, _ = jax.lax.while_loop(lambda s: (~s[3]) & (s[2] < target), one_block,
+                                       (mask0, key, jnp.int32(0), jnp.bool_(False)))
+    return mask.reshape(-1)
+
+
+def blockwise_masks(key: jax.Array, batch_size: int, grid, ratio=(0.1, 0.5), prob: float = 0.5,
+                    *, min_num_patches: int = 4, max_num_patches: float | None = None,
+                    aspect=(0.3, 1 / 0.3)) -> jax.Array:
+    """iBOT / DINOv2 block masks for ``batch_size`` images: ``[B, H*W]`` bool, True = masked.
+
+    dinov2 ``data/collate.py`` ``collate_data_and_cast`` with ``data/masking.py``
+    ``MaskingGenerator`` (BEiT's block masking):
+
+    * ``int(B * prob)`` images are masked; image ``i`` of them gets a target of
+      ``int(N * u_i)`` patches with ``u_i ~ U(r_i, r_{i+1})``, ``r = linspace(ratio[0],
+      ratio[1], int(B * prob) + 1)`` (the ratios are stratified over the batch); the other
+      images get no mask; then the rows are shuffled;
+    * a mask grows by rectangles: area ``~ U(min_num_patches, min(left, max_num_patches))``,
+      log aspect ``~ U(log aspect[0], log aspect[1])``, ``h = round(sqrt(area * aspect))``,
+      ``w = round(sqrt(area / aspect))``, placed uniformly inside the grid; a rectangle is
+      kept if it adds between 1 and ``left`` new patches (10 tries per block), so an image
+      never has more masked patches than its target, and growth stops when a block fails.
+
+    The masked count of row ``i`` is therefore at most ``int(N * r_{i+1})``:
+    :func:`blockwise_mask_budget` is the static bound on the batch's total.
+
+    Args:
+      key: typed PRNG key (``rng.step_key(seed, 'mask', step)``); the masks are a pure
+        function of it and of the static arguments.
+      batch_size: ``B`` (static): DINOv2 masks the ``2 x batch`` global crops together.
+      grid: ``(H, W)`` patch grid (static), e.g. (14, 14) for 224 px at patch 16.
+      ratio: ``(min, max)`` masked fraction of a masked image (iBOT / DINOv2: (0.1, 0.5)).
+      prob: share of images that are masked (0.5).
+      min_num_patches: smallest rectangle area (DINOv2 4; iBOT ``(min(H, W) // 3) ** 2``).
+      max_num_patches: largest rectangle area (DINOv2 ``0.5 * N``, the default; iBOT none:
+        pass ``N``).
+      aspect: ``(min, max)`` aspect ratio of a rectangle (0.3, 1 / 0.3).
+    """
+    height, width = (int(grid), int(grid)) if isinstance(grid, int) else tuple(map(int, grid))
+    n = height * width
+    lo, hi = float(ratio[0]), float(ratio[1])
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"blockwise_masks: ratio={tuple(ratio)} must satisfy 0 <= min <= max <= 1 "
+                         "(iBOT / DINOv2: (0.1, 0.5))")
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"blockwise_masks: prob={prob} must lie in [0, 1] (iBOT / DINOv2: 0.5)")
+    if not 0 < aspect[0] <= aspect[1]:
+        raise ValueError(f"blockwise_masks: aspect={tuple(aspect)} must satisfy 0 < min <= max")
+    max_num_patches = 0.5 * n if max_num_patches is None else float(max_num_patches)
+    num_masked = int(batch_size * prob)
+    bounds = np.linspace(lo, hi, num_masked + 1, dtype=np.float32)
+    k_ratio, k_perm, k_rows = jax.random.split(key, 3)
+    u = jax.random.uniform(k_ratio, (num_masked,), jnp.float32)
+    frac = jnp.asarray(bounds[:-1]) + (jnp.asarray(bounds[1:]) - jnp.asarray(bounds[:-1])) * u
+    targets = jnp.concatenate([jnp.floor(n * frac).astype(jnp.int32),
+                               jnp.zeros((batch_size - num_masked,), jnp.int32)])
+    log_aspect = (float(np.log(aspect[0])), float(np.log(aspect[1])))
+    keys = jax.random.split(k_rows, batch_size)
+    masks = jax.vmap(lambda k, t: _block_mask_one(k, t, (height, width), float(min_num_patches),
+                                                  max_num_patches, log_aspect))(keys, targets)
+    return masks[jax.random.permutation(k_perm, batch_size)]
+
+
+def blockwise_mask_budget(batch_size: int, num_patches: int, ratio=(0.1, 0.5),
+                          prob: float = 0.5) -> int:
+    """A static upper bound on ``blockwise_masks(...).sum()``: dinov2's ``upperbound``
+    (``sum_i int(N * r_{i+1})``) plus one per masked image for float rounding; at least 1.
+    A method gathers the masked patches into a buffer of this many rows."""
+    num_masked = int(batch_size * prob)
+    bounds = np.linspace(float(ratio[0]), float(ratio[1]), num_masked + 1, dtype=np.float32)
+    total = sum(min(num_patches, int(num_patches * float(b)) + 1) for b in bounds[1:])
+    return max(1, min(total, batch_size * num_patches))
+
+
+__all__ += ["blockwise_masks", "blockwise_mask_budget"]

@@ -137,6 +137,11 @@ _BASE = {
     # padded context / target sequences; the crop and the multi-block masks made in the step.
     "ijepa_vith14": Workload(
         lambda b, d: synthetic_images(load_preset("ijepa_imagenet"), b, d, 224), 32, "images"),
+    # iBOT ViT-S/16: DINO's multi-crop (2 x 224 + 10 x 96) plus block masks drawn in the step,
+    # the shared head on every global patch token (8192 prototypes), unmasked teacher pass.
+    "ibot_vits16_multicrop": Workload(
+        lambda b, d: synthetic_images(load_preset("ibot_imagenet", "vit_s16"), b, d, 224), 64,
+        "images"),
 }
 WORKLOADS: dict[str, Workload] = {}
 for _name, _w in _BASE.items():

@@ -15,6 +15,8 @@ _METHODS: dict[str, tuple[str, str] | type] = {
     "vicreg": ("jaxssl.methods.vicreg", "VICReg"),
     "dino": ("jaxssl.methods.dino", "DINO"),
     "ijepa": ("jaxssl.methods.ijepa", "IJEPA"),
+    "ibot": ("jaxssl.methods.ibot", "IBOT"),
+    "dinov2": ("jaxssl.methods.dinov2", "DINOv2"),
     "linear_eval": ("jaxssl.methods.classifier", "LinearEval"),
     "finetune": ("jaxssl.methods.classifier", "FineTune"),
     "text_classify": ("jaxssl.methods.text_classifier", "TextClassifier"),
