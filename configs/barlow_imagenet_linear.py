@@ -4,6 +4,8 @@ Command:   python -m jaxssl.main --config=configs/barlow_imagenet_linear.py --wo
                --config.init_from=PRETRAIN_WORKDIR
            (PRETRAIN_WORKDIR: a run of configs/barlow_imagenet.py)
 Hardware:  one 8-GPU node in the reference (batch 256).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (one
+           step of it on mock data is in the tests).
 Expected:  W/eval_results.json {"pretrained": {"linear_all": top-1 on ImageNet validation}}.
            Barlow Twins paper (Zbontar et al. 2021) Table 1: 73.2; facebookresearch/
            barlowtwins README: 73.5 for its released 1000-epoch, batch-2048 checkpoint.

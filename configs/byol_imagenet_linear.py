@@ -4,6 +4,8 @@ Command:   python -m jaxssl.main --config=configs/byol_imagenet_linear.py:VARIAN
                --config.init_from=PRETRAIN_WORKDIR
            (VARIANT and PRETRAIN_WORKDIR: a run of configs/byol_imagenet.py:VARIANT)
 Hardware:  a TPU v3-32 / 8-GPU node (batch 4096 of frozen-backbone forward passes).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (one
+           step of it on mock data is in the tests).
 Expected:  W/eval_results.json {"pretrained": {"linear_all": top-1 on ImageNet validation}}.
            deepmind-research/byol README: 74.0-74.5 for the 1000-epoch recipe (released
            R50 1x checkpoint: ~74.4); BYOL paper (Grill et al. 2020) Table 1: 74.3; 300

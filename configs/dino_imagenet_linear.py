@@ -4,6 +4,8 @@ Command:   python -m jaxssl.main --config=configs/dino_imagenet_linear.py:VARIAN
                --config.init_from=PRETRAIN_WORKDIR
            (VARIANT and PRETRAIN_WORKDIR: a run of configs/dino_imagenet.py:VARIANT)
 Hardware:  one 8-GPU node in the reference.
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (one
+           step of it on mock data is in the tests).
 Expected:  W/eval_results.json {"pretrained": {"linear_all": top-1 on ImageNet validation}}.
            facebookresearch/dino README: vit_s16 (100 epochs, "Vanilla DINO training") 74.0;
            vit_s16_300ep ("Boosting DINO performance") 76.0; r50: no number is published for

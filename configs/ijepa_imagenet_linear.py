@@ -3,6 +3,8 @@
 Command:   python -m jaxssl.main --config=configs/ijepa_imagenet_linear.py --workdir=W \
                --config.init_from=PRETRAIN_WORKDIR   (a run of configs/ijepa_imagenet.py)
 Hardware:  a TPU v4-32-class slice or 16 80GB GPUs (frozen ViT-H/14 forward passes).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (one
+           step of it on mock data is in the tests).
 Expected:  W/eval_results.json {"pretrained": {"linear_all": ...}}: 79.3 top-1 is the I-JEPA
            paper's ViT-H/14, 300-epoch linear-probe number (Table 1).
 

@@ -4,6 +4,8 @@ Command:   python -m jaxssl.main --config=configs/simsiam_imagenet_linear.py --w
                --config.init_from=PRETRAIN_WORKDIR
            (PRETRAIN_WORKDIR: a run of configs/simsiam_imagenet.py)
 Hardware:  one 8-GPU node in the reference (batch 4096 of frozen-backbone forward passes).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (one
+           step of it on mock data is in the tests).
 Expected:  W/eval_results.json {"pretrained": {"linear_all": top-1 on ImageNet validation}}.
            facebookresearch/simsiam README: 68.1 (100-epoch pretraining, batch 512).
 

@@ -4,6 +4,8 @@ Command:   python -m jaxssl.main --config=configs/vicreg_imagenet_linear.py --wo
                --config.init_from=PRETRAIN_WORKDIR
            (PRETRAIN_WORKDIR: a run of configs/vicreg_imagenet.py)
 Hardware:  one 8-GPU node in the reference (batch 256).
+Runtime:   not measured: jaxssl has no full ImageNet run of this preset on record (one
+           step of it on mock data is in the tests).
 Expected:  W/eval_results.json {"pretrained": {"linear_all": top-1 on ImageNet validation}}.
            facebookresearch/vicreg README: 73.2 (ResNet-50, 1000 epochs); VICReg paper
            (Bardes et al. 2022) Table 1: 73.2.
