@@ -8,7 +8,7 @@ optax's: ``optax.adamw(..., weight_decay=schedule)`` since 0.2.7).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,10 @@ def clip_by_parameter_norm(max_norm: float) -> optax.GradientTransformation:
         return jax.tree.map(clip, updates), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+class _CountState(NamedTuple):
+    count: jax.Array
 
 
 def freeze_for_steps(num_steps: int, mask: Callable[[Any], Any]) -> optax.GradientTransformation:
