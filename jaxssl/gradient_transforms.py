@@ -39,10 +39,6 @@ def clip_by_parameter_norm(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-class _CountState(NamedTuple):
-    count: jax.Array
-
-
 def freeze_for_steps(num_steps: int, mask: Callable[[Any], Any]) -> optax.GradientTransformation:
     """Zero the updates of the leaves ``mask(params)`` selects while ``count < num_steps``."""
 
