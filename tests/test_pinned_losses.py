@@ -59,8 +59,15 @@ def three_losses(path: str, arg, overrides: dict) -> list[float]:
 
 
 @pytest.mark.parametrize("name", sorted(PINNED))
-def test_first_three_losses_are_pinned(name):
+def test_first_three_losses_are_pinned(name, tmp_path, monkeypatch):
     path, arg, overrides, pinned = PINNED[name]
+    if name == "bert_pydoc":
+        # The vocabulary and token arrays from this test's own build, not from the session's
+        # vocabulary cache or the in-process text-data cache that other test files fill (in a
+        # shared xdist worker the first loss differed by 0.04 while the test alone passes).
+        from jaxssl.data import text_source
+        monkeypatch.setenv("JAXSSL_CACHE_DIR", str(tmp_path))
+        text_source._load_cached.cache_clear()  # noqa: SLF001
     got = three_losses(path, arg, overrides)
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, pinned, rtol=1e-4, err_msg=name)

@@ -163,6 +163,7 @@ NEW_LINEAR = [("byol_imagenet_linear", None), ("byol_imagenet_linear", "300ep"),
 def test_new_linear_presets_validate(name, arg):
     from jaxssl import methods
     c = load_preset(name, arg)
+    c.init_from = "random"  # a protocol preset needs one; 'random' is the explicit baseline
     methods.validate_config(c, num_devices=8, num_processes=1)
     assert c.method == "linear_eval" and "backbone" in c.optim.frozen_params
     assert c.train.num_steps == 0 and c.train.num_epochs > 0
@@ -226,6 +227,7 @@ def test_new_linear_presets_run_one_step_on_mocked_imagenet(name, arg, shrink, t
                          train__num_steps=1, train__num_epochs=0.0, train__log_every_steps=1,
                          train__checkpoint_every_steps=1, eval__enabled=False,
                          mesh__num_devices=2, **shrink)
+    config.init_from = "random"  # the step, not the loading (tests/test_classifier.py loads)
     with tfds.testing.mock_data(num_examples=16):
         setup = train.Setup(config)
         assert setup.data.host_cropped                      # the ImageNet host path
