@@ -115,7 +115,7 @@ def _resume_is_bit_identical(tmp_path, monkeypatch, config_path, overrides):
     train.run(config, split)
     a, _ = checkpoint.load_tree(full)
     b, _ = checkpoint.load_tree(split)
-    fa, fb = checkpoint._flat(a), checkpoint._flat(b)  # noqa: SLF001
+    fa, fb = checkpoint.flat_leaves(a), checkpoint.flat_leaves(b)
     assert fa.keys() == fb.keys()
     assert "model_state/center" in fa and "model_state/patch_center" in fa
     assert any(k.startswith("model_state/teacher/") for k in fa)

@@ -206,7 +206,7 @@ def test_ijepa_resume_is_bit_identical_including_teacher_and_masks(tmp_path, mon
     train.run(config, split)
     a, _ = checkpoint.load_tree(full)
     b, _ = checkpoint.load_tree(split)
-    fa, fb = checkpoint._flat(a), checkpoint._flat(b)  # noqa: SLF001
+    fa, fb = checkpoint.flat_leaves(a), checkpoint.flat_leaves(b)
     assert fa.keys() == fb.keys()
     assert any(k.startswith("model_state/teacher/") for k in fa)
     assert any(k.startswith("params/predictor/") for k in fa)
