@@ -165,7 +165,7 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool = Tru
     Why not ``tokenizers.trainers.WordPieceTrainer`` itself: it numbers the ``##`` pieces in
     the iteration order of a hash map with a per-process random seed, and its ties are broken
     by those numbers, so two trainings of the same text give different ids and, on ties, a
-    different token set (huggingface/tokenizers issue 1794) -- and a different BERT run.
+    different token set (reported upstream: huggingface/tokenizers#1794) -- and a different BERT run.
 
     The result may be smaller than ``vocab_size`` when the text has too few distinct pieces.
     """
