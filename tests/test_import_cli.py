@@ -40,7 +40,7 @@ def test_timm_vit_safetensors_round_trip_through_import_and_export(tmp_path):
     src = tmp_path / "vit_small_patch16_224.safetensors"
     _save_timm_vit(src)
     rc, out = _run(["scripts/import_weights.py", str(src), "--config=configs/dino_imagenet.py:vit_s16",
-                    f"--workdir={tmp_path / 'w'}"], tmp_path)
+                    f"--workdir={tmp_path / 'w'}"], tmp_path, devices=8)
     assert rc == 0, out[-3000:]
     summary = json.loads((tmp_path / "w" / "import.json").read_text())
     assert summary["format"] == "vit" and "model.posemb='learned'" in summary["overrides"]
@@ -67,7 +67,7 @@ def test_moco_v2_resnet50_round_trip_through_import_and_export(tmp_path):
     src = tmp_path / "checkpoint_0199.pth.tar"
     torch.save({"epoch": 200, "arch": "resnet50", "state_dict": sd}, src)
     rc, out = _run(["scripts/import_weights.py", str(src), "--config=configs/mocov2_imagenet.py",
-                    f"--workdir={tmp_path / 'w'}"], tmp_path)
+                    f"--workdir={tmp_path / 'w'}"], tmp_path, devices=8)
     assert rc == 0, out[-3000:]
     rc, out = _run(["scripts/export.py", "--config=configs/mocov2_imagenet.py",
                     f"--workdir={tmp_path / 'w'}", "--format=torchvision",
