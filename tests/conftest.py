@@ -26,6 +26,14 @@ os.environ.setdefault("JAXSSL_CACHE_DIR", os.path.join(os.environ["JAXSSL_TEST_S
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ["JAXSSL_TEST_SESSION_DIR"], "xla"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
+# torch (the reference libraries of the import / export parity tests) is loaded once, here,
+# before any test starts threads: loading its triton extension later, in a worker where
+# gcsfs's background threads run (tests/test_remote_storage.py), crashed the process.
+try:
+    import torch  # noqa: E402,F401
+except ImportError:
+    pass
+
 import jax  # noqa: E402  (after the environment is set)
 
 assert jax.device_count() >= 8, f"expected 8 fake CPU devices, got {jax.devices()}"
