@@ -26,11 +26,13 @@ os.environ.setdefault("JAXSSL_CACHE_DIR", os.path.join(os.environ["JAXSSL_TEST_S
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ["JAXSSL_TEST_SESSION_DIR"], "xla"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
-# torch (the reference libraries of the import / export parity tests) is loaded once, here,
-# before any test starts threads: loading its triton extension later, in a worker where
-# gcsfs's background threads run (tests/test_remote_storage.py), crashed the process.
+# torch and timm (the reference libraries of the import / export parity tests; timm loads
+# torch's triton extension) are loaded once, here, before any test starts threads: loading
+# triton later, in a worker where gcsfs's background threads run (tests/test_remote_storage.py),
+# crashed the process.
 try:
     import torch  # noqa: E402,F401
+    import timm  # noqa: E402,F401
 except ImportError:
     pass
 
