@@ -63,8 +63,9 @@ def test_first_three_losses_are_pinned(name, tmp_path, monkeypatch):
     path, arg, overrides, pinned = PINNED[name]
     if name == "bert_pydoc":
         # The vocabulary and token arrays from this test's own build, not from the session's
-        # vocabulary cache or the in-process text-data cache that other test files fill (in a
-        # shared xdist worker the first loss differed by 0.04 while the test alone passes).
+        # vocabulary cache or the in-process text-data cache that other test files fill. (The
+        # losses once differed with torch imported: it replaces inspect.getfile, whose docstring
+        # was part of the corpus; the corpus is now read in a clean interpreter.)
         from jaxssl.data import text_source
         monkeypatch.setenv("JAXSSL_CACHE_DIR", str(tmp_path))
         text_source._load_cached.cache_clear()  # noqa: SLF001

@@ -186,6 +186,25 @@ def test_module_documents_hold_module_and_member_docstrings():
     assert inspect.getdoc(json.dumps) in doc
 
 
+def test_module_documents_ignore_a_library_that_patched_the_standard_library(monkeypatch):
+    """torch replaces inspect.getfile with its own function: the corpus (and so the trained
+    vocabulary and every BERT loss) must not depend on whether such a library was imported."""
+    import inspect
+    clean = corpus.module_documents()["inspect"]
+    assert "getfile\nWork out which source or compiled file" in clean
+
+    def _patched_getfile(obj):  # what a patching library leaves behind: another module, no doc
+        raise AssertionError
+    _patched_getfile.__module__ = "some_library"
+    monkeypatch.setattr(inspect, "getfile", _patched_getfile)
+    corpus.module_documents.cache_clear()
+    try:
+        assert corpus.module_documents()["inspect"] == clean
+        assert corpus._module_document("inspect") != clean  # noqa: SLF001 (what an in-process read gives)
+    finally:
+        corpus.module_documents.cache_clear()
+
+
 # ------------------------------------------------------------------------------ tfds source
 def test_load_tfds_text_with_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")

@@ -12,7 +12,10 @@ Embedded default (no download): the documentation that ships with Python.
 Held-out split (fixed, by document): documents are sorted by name and every
 :data:`HELD_OUT_EVERY`-th one (positions 9, 19, 29, ... of the sorted list) is the ``'test'``
 split; the rest is ``'train'``. The split depends only on the names, so it is the same in every
-run; the texts themselves are those of the running Python (3.11 and 3.12 differ slightly).
+run; the texts themselves are those of the running Python (3.11 and 3.12 differ slightly), read
+in a clean interpreter of it (``python -I -S``, a subprocess): a library imported beside jaxssl
+that replaces a standard-library function (torch replaces ``inspect.getfile``) would otherwise
+change the corpus, its trained vocabulary and every loss.
 
 tensorflow-datasets sources (``wikipedia/20230601.en``, ``c4``, ``lm1b``, ...) are read by
 :func:`load_tfds_text` from a prepared ``data_dir``; nothing is downloaded here. TFRecord files
@@ -21,9 +24,13 @@ tensorflow-datasets sources (``wikipedia/20230601.en``, ``c4``, ``lm1b``, ...) a
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import json
 import os
+import subprocess
+import sys
 import warnings
 
 HELD_OUT_EVERY = 10
@@ -60,6 +67,25 @@ def _module_document(name: str) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+@functools.lru_cache(maxsize=1)
+def module_documents() -> dict[str, str]:
+    """``{module name: document}`` for :data:`PYDOC_MODULES`, read in a clean interpreter.
+
+    This file runs as a script in ``python -I -S`` (no site-packages, no environment variables,
+    nothing imported but the standard library), so the texts cannot depend on what else this
+    process has imported. Where no subprocess can run, they are read here, with a warning.
+    """
+    try:
+        out = subprocess.run([sys.executable, "-I", "-S", os.path.abspath(__file__), "--module-documents"],
+                             capture_output=True, check=True, timeout=120)
+        return json.loads(out.stdout.decode("utf-8"))
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        warnings.warn(f"reading the standard-library docstrings of the pydoc corpus in a clean "
+                      f"interpreter failed ({type(e).__name__}: {e}); reading them in this process, "
+                      "where an imported library that patched a standard-library function changes them")
+        return {m: _module_document(m) for m in PYDOC_MODULES}
+
+
 def pydoc_documents(include_modules: bool = True) -> dict[str, str]:
     """All embedded documents, ``{name: text}`` (``topic:<name>`` and ``module:<name>``).
 
@@ -70,7 +96,7 @@ def pydoc_documents(include_modules: bool = True) -> dict[str, str]:
 
     candidates = {f"topic:{k}": v for k, v in topics.items()}
     if include_modules:
-        candidates.update({f"module:{m}": _module_document(m) for m in PYDOC_MODULES})
+        candidates.update({f"module:{m}": doc for m, doc in module_documents().items()})
     docs, seen = {}, set()
     for name in sorted(candidates):  # a text listed under two names (e.g. 'if' and 'else') once
         text = candidates[name]
@@ -197,3 +223,7 @@ def load_tfds_text(name: str, split: str, data_dir: str | None, text_key: str | 
     if max_documents is not None:
         ds = ds.take(max_documents)
     return [t.decode("utf-8") for t in tfds.as_numpy(ds)]
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--module-documents"]:  # see module_documents()
+    sys.stdout.write(json.dumps({m: _module_document(m) for m in PYDOC_MODULES}))
