@@ -16,8 +16,8 @@ Protocol (facebookresearch/dino ``eval_linear.py`` defaults): the teacher's weig
 (``--checkpoint_key teacher``; jaxssl loads ``model_state/teacher`` of the DINO checkpoint);
 ViT features: the final-normed [CLS] token of each of the last ``n_last_blocks`` blocks,
 concatenated (``get_intermediate_layers``; 4 for ViT-S, the default), without the
-average-pooled patch tokens (``avgpool_patchtokens`` False for ViT-S; ViT-B uses 1 / True:
-``--config.classifier.n_last_blocks=1 --config.classifier.avgpool_patchtokens=True``);
+average-pooled patch tokens (``avgpool_patchtokens`` False for ViT-S; ``:vit_b16`` uses 1 /
+True, the README's ViT-B command); the protocol is jaxssl/vit_linear_protocol.py's;
 ResNet-50: the pooled 2048-d output. ``LinearClassifier``: N(0, 0.01^2) weight, zero bias;
 SGD momentum 0.9, lr 0.001 x B/256, weight decay 0, ``CosineAnnealingLR(100, eta_min=0)``
 stepped once per epoch, 100 epochs; RandomResizedCrop(224) + flip for training,
@@ -28,24 +28,18 @@ the 74.0 / 76.0 runs (the README command on 8 GPUs x 128 gives 1024 and lr 0.004
 Deviation: one resample filter serves the training crops and the evaluation resize
 (``data.resize_method``): bicubic here, where DINO trains on bilinear crops.
 """
-from jaxssl.config import load_preset
-from jaxssl.methods.classifier import classifier_config
+from jaxssl.config import load_preset, parse_arg
+from jaxssl.vit_linear_protocol import vit_linear_protocol
+
+#: pretraining variant -> (n_last_blocks, avgpool_patchtokens): the dino README's commands
+#: (4 / False for ViT-S, the eval_linear.py defaults; 1 / True for ViT-B)
+FEATURES = {"vit_s16": (4, False), "vit_s16_300ep": (4, False), "vit_b16": (1, True),
+            "r50": (1, False)}
 
 
 def get_config(arg=None):
-    c = classifier_config(load_preset("dino_imagenet", arg), "linear_eval")
-    vit = c.model.backbone.startswith("vit")
-    c.classifier.update(dict(head="linear", head_init="normal", head_init_std=0.01,
-                             n_last_blocks=4 if vit else 1, avgpool_patchtokens=False))
-    c.augment.update(dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
-                          resize_method="bicubic", resize_antialias=True))
-    c.data.update(dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                       resize_method="bicubic"))
-    c.eval_crop_fraction = 224 / 256
-    c.optim.update(dict(name="sgd", base_lr=0.001, lr_scaling="linear", momentum=0.9,
-                        nesterov=False, weight_decay=0.0, weight_decay_end=-1.0,
-                        grad_clip_per_param=0.0, warmup_epochs=0.0, schedule="cosine_epoch"))
-    c.train.update(dict(batch_size=256, num_epochs=100.0, num_steps=0, log_every_steps=100,
-                        checkpoint_every_steps=2000))
-    c.eval.batch_size = 1024
+    variant = parse_arg(arg, {v: v for v in FEATURES}, "vit_s16")
+    n_last_blocks, avgpool = FEATURES[variant]
+    c = vit_linear_protocol(load_preset("dino_imagenet", variant), n_last_blocks=n_last_blocks,
+                            avgpool_patchtokens=avgpool, batch_size=256, base_lr=0.001)
     return c.lock()

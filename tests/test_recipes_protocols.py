@@ -131,9 +131,16 @@ def test_barlow_linear_decays_the_bias_but_never_the_frozen_backbone():
                               list(mask["backbone"]["bn"].values())))
 
 
-@pytest.mark.parametrize("arg, blocks", [("vit_s16", 4), ("vit_s16_300ep", 4), ("r50", 1)])
-def test_dino_linear_is_eval_linear_py(arg, blocks):
-    lr, c, spe, total = schedule_of("dino_imagenet_linear", arg)
+@pytest.mark.parametrize("preset, arg, blocks, avgpool, method", [
+    ("dino_imagenet_linear", "vit_s16", 4, False, "dino"),
+    ("dino_imagenet_linear", "vit_s16_300ep", 4, False, "dino"),
+    ("dino_imagenet_linear", "vit_b16", 1, True, "dino"),   # eval_linear.py help: ViT-B 1 / True
+    ("dino_imagenet_linear", "r50", 1, False, "dino"),
+    ("ibot_imagenet_linear", "vit_s16", 4, False, "ibot"),  # run.sh LINEAR_N_LAST_BLOCKS / AVGPOOL
+    ("ibot_imagenet_linear", "vit_b16", 1, True, "ibot")])
+def test_dino_and_ibot_linear_are_eval_linear_py(preset, arg, blocks, avgpool, method):
+    lr, c, spe, total = schedule_of(preset, arg)
+    assert c.train.batch_size == (256 if method == "dino" else 1024)  # dino logs / ibot 8 x 128
     init_lr = 0.001 * c.train.batch_size / 256           # args.lr * B / 256
     for epoch in (0, 1, 50, 99):                          # CosineAnnealingLR(100, eta_min=0)
         for within in (0, spe - 1):
@@ -142,9 +149,23 @@ def test_dino_linear_is_eval_linear_py(arg, blocks):
     o, k = c.optim, c.classifier
     assert (o.name, o.momentum, o.weight_decay, o.weight_decay_end, o.grad_clip_per_param) == (
         "sgd", 0.9, 0.0, -1.0, 0.0)
-    assert (k.pretrain_method, k.head_init, k.head_init_std) == ("dino", "normal", 0.01)
-    assert (k.n_last_blocks, k.avgpool_patchtokens) == (blocks, False)
+    assert (k.pretrain_method, k.head_init, k.head_init_std) == (method, "normal", 0.01)
+    assert (k.n_last_blocks, k.avgpool_patchtokens) == (blocks, avgpool)
     assert c.data.resize_method == "bicubic" and c.eval_crop_fraction == pytest.approx(224 / 256)
+
+
+def test_dinov2_linear_is_dinov2_eval_linear_py():
+    lr, c, spe, total = schedule_of("dinov2_imagenet_linear")
+    assert total == 10 * 1250 and c.train.batch_size == 1024     # epochs x epoch_length, 8 x 128
+    init_lr = 0.001 * 1024 / 256                                  # scale_lr(lr, batch_size)
+    for it in (0, 1, 1249, 6250, 12_499):                         # CosineAnnealingLR(max_iter)
+        assert float(lr(it)) == pytest.approx(torch_cosine_annealing(init_lr, it, total),
+                                              rel=1e-5, abs=1e-7 * init_lr)
+    o, k = c.optim, c.classifier
+    assert (o.name, o.momentum, o.weight_decay, o.weight_decay_end) == ("sgd", 0.9, 0.0, -1.0)
+    assert (k.pretrain_method, k.head_init, k.head_init_std) == ("dinov2", "normal", 0.01)
+    assert (k.n_last_blocks, k.avgpool_patchtokens) == (4, True)
+    assert c.model.vit_layerscale_init == 1e-5                    # the pretraining's ViT
 
 
 def test_dino_pretraining_preset_carries_eval_knn_settings():
@@ -156,7 +177,9 @@ def test_dino_pretraining_preset_carries_eval_knn_settings():
 NEW_LINEAR = [("byol_imagenet_linear", None), ("byol_imagenet_linear", "300ep"),
               ("simsiam_imagenet_linear", None), ("barlow_imagenet_linear", None),
               ("vicreg_imagenet_linear", None), ("dino_imagenet_linear", "vit_s16"),
-              ("dino_imagenet_linear", "vit_s16_300ep"), ("dino_imagenet_linear", "r50")]
+              ("dino_imagenet_linear", "vit_s16_300ep"), ("dino_imagenet_linear", "r50"),
+              ("dino_imagenet_linear", "vit_b16"), ("ibot_imagenet_linear", "vit_s16"),
+              ("ibot_imagenet_linear", "vit_b16"), ("dinov2_imagenet_linear", None)]
 
 
 @pytest.mark.parametrize("name, arg", NEW_LINEAR)
@@ -166,7 +189,8 @@ def test_new_linear_presets_validate(name, arg):
     c.init_from = "random"  # a protocol preset needs one; 'random' is the explicit baseline
     methods.validate_config(c, num_devices=8, num_processes=1)
     assert c.method == "linear_eval" and "backbone" in c.optim.frozen_params
-    assert c.train.num_steps == 0 and c.train.num_epochs > 0
+    # epochs of ImageNet, or (DINOv2) iterations
+    assert (c.train.num_steps == 0) == (c.train.num_epochs > 0) and c.train.num_steps >= 0
     assert c.data.name == "imagenet2012" and c.data.image_size == 224
     # the host crop and the view use the same geometry and resample
     assert tuple(c.data.crop_scale) == tuple(c.augment.crop_scale) == (0.08, 1.0)
@@ -217,7 +241,9 @@ SHRINK_VIT = dict(model__backbone="vit_tiny", model__patch_size=8, model__vit_de
     ("simsiam_imagenet_linear", None, SHRINK_RESNET),
     ("barlow_imagenet_linear", None, SHRINK_RESNET),
     ("vicreg_imagenet_linear", None, SHRINK_RESNET),
-    ("dino_imagenet_linear", "vit_s16", SHRINK_VIT)])   # 4 blocks: the last-4 [CLS] features
+    ("dino_imagenet_linear", "vit_s16", SHRINK_VIT),    # 4 blocks: the last-4 [CLS] features
+    ("ibot_imagenet_linear", "vit_b16", SHRINK_VIT),    # [CLS] + pooled patch tokens
+    ("dinov2_imagenet_linear", None, SHRINK_VIT)])      # LayerScale ViT, 4 blocks + pooled
 def test_new_linear_presets_run_one_step_on_mocked_imagenet(name, arg, shrink, tmp_path):
     import json
     import os
@@ -277,3 +303,42 @@ def test_simclr_imagenet_linear_decays_kernel_and_bias_as_the_readme_command():
     for arg in ("v1", "readme", "v2"):
         o = load_preset("simclr_imagenet_linear", arg).optim
         assert (o.weight_decay, o.decay_all_params, o.frozen_params) == (1e-6, True, ("backbone",))
+
+
+# ------------------------------------------------ iBOT / DINOv2 linear evaluation reads the teacher
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["ibot_digits", "dinov2_digits"])
+def test_linear_eval_loads_the_teacher_backbone_of_ibot_and_dinov2(preset, tmp_path):
+    """The linear presets' loading (eval_linear.py / dinov2 linear.py ``teacher`` key): the
+    probe's frozen backbone is the EMA teacher's ViT, not the student's; the student ViT's
+    mask token is not part of it."""
+    import jax
+    from jaxssl import train
+    from jaxssl.checkpoint import load_tree
+    from jaxssl.vit_linear_protocol import vit_linear_protocol
+    tiny = dict(model__vit_hidden_dim=32, model__vit_depth=2, model__vit_num_heads=2,
+                dino__out_dim=32, dino__head_hidden_dim=32, dino__head_bottleneck_dim=16,
+                dino__local_crops_number=2, ibot__patch_out_dim=32, mesh__num_devices=1,
+                train__batch_size=16, train__num_epochs=0.0, eval__enabled=False)
+    pre = load_preset(preset, **dict(tiny, train__num_steps=2, train__checkpoint_every_steps=2,
+                                     optim__warmup_epochs=0.0))
+    train.run(pre, str(tmp_path / "pre"))
+    c = vit_linear_protocol(load_preset(preset, **tiny), n_last_blocks=2,
+                            avgpool_patchtokens=True, batch_size=16, base_lr=0.001,
+                            num_epochs=0.0, num_steps=1, schedule="cosine")
+    c.init_from = str(tmp_path / "pre")
+    c.eval.enabled = False
+    train.run(c.lock(), str(tmp_path / "lin"))
+    stored, _ = load_tree(str(tmp_path / "pre"))
+    probe, _ = load_tree(str(tmp_path / "lin"))
+    teacher = stored["model_state"]["teacher"]["params"]["backbone"]
+    student = stored["params"]["backbone"]
+    assert "mask_token" in student and "mask_token" not in probe["params"]["backbone"]
+    teacher = {k: v for k, v in teacher.items() if k != "mask_token"}
+    assert (jax.tree.structure(teacher) == jax.tree.structure(probe["params"]["backbone"]))
+    student = {k: v for k, v in student.items() if k != "mask_token"}
+    assert not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in   # the teacher moved
+                   zip(jax.tree.leaves(teacher), jax.tree.leaves(student)))   # off the student
+    for a, b in zip(jax.tree.leaves(teacher), jax.tree.leaves(probe["params"]["backbone"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -59,6 +59,8 @@ BACKBONE_PATHS = {
     "barlow": (("backbone",), ("backbone",), ("projector",)),
     "vicreg": (("backbone",), ("backbone",), ("projector",)),
     "dino": (("backbone",), ("backbone",), None),
+    "ibot": (("backbone",), ("backbone",), None),      # its ViT's mask_token is not read
+    "dinov2": (("backbone",), ("backbone",), None),
     # I-JEPA probes the EMA target encoder (CHECKPOINT_ROOTS): its params are the ViT's
     "ijepa": ((), (), None),
     "": ((), (), None),  # no pretraining: a supervised run from scratch
@@ -66,7 +68,8 @@ BACKBONE_PATHS = {
 #: pretraining method -> where the evaluated network's ``params`` / ``batch_stats`` sit in its
 #: checkpoint, when not at the top (DINO evaluates its EMA teacher: eval_linear.py and
 #: eval_knn.py ``--checkpoint_key teacher``); BACKBONE_PATHS are relative to it
-CHECKPOINT_ROOTS = {"dino": ("model_state", "teacher"), "ijepa": ("model_state", "teacher")}
+CHECKPOINT_ROOTS = {method: ("model_state", "teacher")
+                    for method in ("dino", "ibot", "dinov2", "ijepa")}
 HEADS = ("linear", "bn_linear")
 #: backbone modules a pretraining checkpoint does not have (kept at their initialisation)
 NEW_LEAVES = ("fc_norm",)
