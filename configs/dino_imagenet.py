@@ -71,9 +71,9 @@ biases and 1-D ones (``get_params_groups``).
 Deviations: (1) the student ViT has no stochastic depth (DINO: ``drop_path_rate`` 0.1); (2) ViT
 positions are fixed sin-cos recomputed per crop size (DINO: learned, bicubically interpolated
 for the 96 px crops); (3) the ViT's initialisation is jaxssl's (xavier-uniform Dense kernels)
-instead of DINO's ``trunc_normal_(std=.02)``; (4) the ViT variants get no ImageNet mean/std
-input normalisation (the ViT backbone and the DINO method have no input normalisation;
-ResNet's ``model.input_mean`` / ``input_std`` serve r50); (5) float32 instead of DINO's fp16
+instead of DINO's ``trunc_normal_(std=.02)``; (4) none for input normalisation: ImageNet
+mean/std after the augmentations (``data.normalize_*`` for the ViTs; r50 normalises inside the
+ResNet, ``model.input_mean`` / ``input_std``); (5) float32 instead of DINO's fp16
 mixed precision (``use_fp16`` True; ``model.dtype='bfloat16'`` is the nearest); (6) after the
 last-layer freeze Adam's bias correction counts from step 0 (jaxssl/methods/dino.py).
 """
@@ -114,6 +114,8 @@ def get_config(arg=None):
                         checkpoint_every_steps=2500))
     if vit:
         c.model.update(dict(backbone="vit_small", patch_size=16, pool="cls", posemb="sincos2d"))
+        # DataAugmentationDINO's transforms.Normalize, after the augmentations
+        c.data.update(dict(normalize_mean=IMAGENET_MEAN, normalize_std=IMAGENET_STD))
         c.optim.update(dict(name="adamw", base_lr=0.0005, lr_scaling="linear", weight_decay=0.04,
                             weight_decay_end=0.4, b1=0.9, b2=0.999, eps=1e-8,
                             warmup_epochs=10.0, schedule="cosine", min_lr=1e-6,

@@ -54,6 +54,8 @@ def get_config(arg=None):
     c.data.name = "imagenet2012"
     c.data.image_size = 224
     c.augment = dino.augment
+    c.data.update(dict(normalize_mean=tuple(dino.data.normalize_mean),   # ImageNet mean / std
+                       normalize_std=tuple(dino.data.normalize_std)))
     c.augment.crop_scale = (0.32, 1.0)                # crops.global_crops_scale
     for group in ("global_1", "global_2", "local"):
         c.dino[group] = dino.dino[group]

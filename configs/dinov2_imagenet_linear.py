@@ -22,8 +22,8 @@ Deviations: the reference trains 52 classifiers in one pass (learning rates 1e-5
 ``n_last_blocks`` {1, 4} x ``avgpool`` {False, True}) and reports the best on the validation
 set; this preset is one point of that grid (lr 1e-3), so sweep ``--config.optim.base_lr``,
 ``--config.classifier.n_last_blocks`` and ``--config.classifier.avgpool_patchtokens`` to
-compare with the README. No input normalisation, as the pretraining preset (DINOv2 normalises
-with ImageNet mean/std in both).
+compare with the README. ImageNet mean/std input normalisation, as the pretraining preset and
+DINOv2.
 """
 from jaxssl.config import load_preset, parse_arg
 from jaxssl.vit_linear_protocol import vit_linear_protocol

@@ -34,7 +34,7 @@ crops with 10-50% of patches (``pred_ratio 0 0.3 +- 0.2``), blocks of >= 16 patc
 epochs, cosine to 1e-6, weight decay 0.04 -> 0.4, per-parameter gradient clip 3.0.
 
 Deviations: those of configs/dino_imagenet.py (no drop path (iBOT 0.1), sin-cos positions,
-jaxssl's ViT init, no input normalisation, fp32) and of jaxssl/methods/ibot.py (DINOv2's
+jaxssl's ViT init, fp32) and of jaxssl/methods/ibot.py (DINOv2's
 stratified mask ratios).
 """
 from jaxssl.config import load_preset, parse_arg
@@ -50,6 +50,8 @@ def get_config(arg=None):
     c.data.name = "imagenet2012"
     c.data.image_size = 224
     c.augment = dino.augment
+    c.data.update(dict(normalize_mean=tuple(dino.data.normalize_mean),   # ImageNet mean / std
+                       normalize_std=tuple(dino.data.normalize_std)))
     c.augment.crop_scale = (0.25, 1.0)                # --global_crops_scale 0.25 1
     for group in ("global_1", "global_2", "local"):
         c.dino[group] = dino.dino[group]

@@ -302,10 +302,20 @@ def run(config, workdir: str, allow_config_change: bool = False) -> dict:
         results = setup.evaluate(state, workdir, final=True)
         results.update(setup.baseline_runs(workdir))
         writer.write(setup.total_steps, _flatten_results(results))
+        names = eval_build.evaluator_names(config, type(setup.method).default_evaluators)
+        described = None
+        if "representation" in names:   # name the monitor's protocol beside its numbers
+            from jaxssl.evaluators import protocol
+            described = protocol.describe(config.eval)
         if jax.process_index() == 0:
             paths.write_text(paths.resolve(workdir) / "eval_results.json",
                              json.dumps(results, indent=2))
+            if described:
+                paths.write_text(paths.resolve(workdir) / "eval_protocol.json",
+                                 json.dumps(described, indent=2))
         metrics_lib.log(results_table(results))
+        if described:
+            metrics_lib.log("protocol: " + described["linear"])
     writer.close()
     return results
 

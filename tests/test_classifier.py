@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import jax
 import numpy as np
@@ -80,6 +81,7 @@ def test_finetune_loads_backbone_and_first_head_layer_then_trains_them(simclr_pr
     with open(f"{workdir}/eval_results.json") as f:
         results = json.load(f)
     assert set(results) == {"pretrained"} and "finetune_10" in results["pretrained"]
+    assert not os.path.exists(f"{workdir}/eval_protocol.json")   # a protocol run, not the monitor
     before = restore(simclr_pretrained, load_preset("simclr_digits", **TINY_PRETRAIN))
     setup = train.Setup(config)
     state0 = train.state_lib.create(setup.init_fn, setup.tx, setup.mesh)

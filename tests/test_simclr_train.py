@@ -80,6 +80,11 @@ def test_quickstart_writes_eval_results_with_all_representations(tmp_path):
     for group in written.values():
         assert set(group) == {"knn_10", "knn_all", "linear_10", "linear_all"}
         assert all(0.0 <= v <= 1.0 for v in group.values())
+    with open(tmp_path / "eval_protocol.json") as f:   # the monitor names its protocol
+        described = json.load(f)
+    assert set(described) == {"knn", "linear", "few_labels"}
+    assert f"'{config.eval.linear_protocol}'" in described["linear"]
+    assert "un-augmented" in described["linear"] and "not a paper's" in described["linear"]
     # Raw pixels of digits are a strong baseline: an independent sanity check of the protocol.
     assert written["raw_pixels"]["linear_all"] > 0.9
 

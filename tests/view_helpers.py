@@ -12,12 +12,13 @@ def given_views(batch, side, channels, seed=0):
 
 def use_given_views(method):
     """Make ``method.make_views`` read ``batch["views"]`` ``[B, V, S, S, C]`` (V = the spec's
-    view count), split into the spec's groups in order; returns ``method``."""
+    view count, raw pixels in [0, 1]), split into the spec's groups in order and normalised as
+    the method's own views are (``method.normalize``); returns ``method``."""
     def make_views(batch, step):
         del step
         views, out, v = batch["views"], {}, 0
         for group in method.spec.groups:
-            out[group.name] = jax.numpy.moveaxis(views[:, v:v + group.count], 1, 0)
+            out[group.name] = method.normalize(jax.numpy.moveaxis(views[:, v:v + group.count], 1, 0))
             v += group.count
         return out
 

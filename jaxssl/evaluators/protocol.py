@@ -77,6 +77,25 @@ def evaluate_features(train_feats: np.ndarray, train_labels: np.ndarray, test_fe
     }
 
 
+def describe(cfg) -> dict:
+    """``{metric prefix: protocol}`` of :func:`evaluate_features` under ``cfg`` (``config.eval``):
+    what the numbers of the representation evaluator are, written beside them
+    (``eval_protocol.json``) and printed under their table. The linear probe here is jaxssl's
+    monitor on frozen features of the un-augmented evaluation view, not a paper's linear
+    evaluation (which trains on augmented crops; the ``configs/*_linear.py`` presets run those)."""
+    proto = linear_lib.resolve_protocol(cfg.linear_protocol)
+    n = int(cfg.few_labels_per_class)
+    return {
+        "knn": f"weighted kNN (Wu et al. 2018), k={int(cfg.knn_k)}, temperature "
+               f"{float(cfg.knn_temperature)}, on L2-normalised frozen features",
+        "linear": f"jaxssl's linear probe '{cfg.linear_protocol}' ({proto.optimizer}) on frozen "
+                  "features of the un-augmented evaluation view: a monitor, not a paper's linear "
+                  "evaluation (configs/*_linear.py run those)",
+        "few_labels": f"knn_{n} / linear_{n}: {n} labelled examples per class "
+                      f"(seed {int(cfg.few_labels_seed)}); *_all: every training label",
+    }
+
+
 def format_results_table(results: Mapping[str, Mapping[str, float]]) -> str:
     """A fixed-width text table: one row per representation, one column per metric (in %).
 

@@ -63,4 +63,7 @@ def validate_config(config, num_devices: int | None = None,
                             "the masked fraction must lie strictly between 0 and 1 "
                             "(BERT: 0.15, MAE: 0.75)")
     method_cls = get_method_class(config.method)
+    if "data" in config and "normalize_mean" in config.data and "model" in config:
+        from jaxssl.data.normalize import input_normalization
+        input_normalization(config)   # every image method's input normalisation (one line)
     method_cls.validate_config(config)

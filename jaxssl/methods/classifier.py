@@ -43,6 +43,7 @@ from jaxssl import config as config_lib
 from jaxssl import checkpoint as checkpoint_lib
 from jaxssl import rng
 from jaxssl.augment import image as aug
+from jaxssl.data import normalize as normalize_lib
 from jaxssl.methods.image import ImageMethod
 from jaxssl.models import registry
 from jaxssl.models.classifier_head import HeadPrefix, ImageClassifier
@@ -96,7 +97,7 @@ def section_defaults() -> ml_collections.ConfigDict:
         layer_decay=0.0,          # 0: off; MAE ViT-B fine-tuning: 0.65
         n_last_blocks=1,          # ViT features: the [CLS] of the last n blocks, concatenated
         avgpool_patchtokens=False,  # ... and the mean of the patch tokens (DINO eval_linear.py)
-        pixel_mean=(),            # input normalisation of the backbone ((): none)
+        pixel_mean=(),            # an older name of data.normalize_mean / _std (jaxssl.data.normalize)
         pixel_std=(),
         baselines=(),             # 'random_init': the same recipe from random init;
                                   # 'majority_class': predict the commonest training label
@@ -118,16 +119,14 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
     pretrain_method = c.method
     c.method = method
     c.model.freeze_patch_embed = False
-    # The pretraining's input normalisation (MoCo v3: data.normalize_*; MAE: mae.pixel_*;
-    # ResNet presets normalise inside the backbone, model.input_*, which is kept as is).
-    mean, std = tuple(c.data.normalize_mean), tuple(c.data.normalize_std)
-    if pretrain_method == "mae":  # MAE's encoder: its sizes, pooling and input normalisation
+    # The pretraining's input normalisation (jaxssl.data.normalize: data.normalize_*, or MAE's
+    # and I-JEPA's older mae.pixel_* / ijepa.pixel_*), kept in data.normalize_*; ResNet presets
+    # normalise inside the backbone (model.input_*), which is kept as is.
+    mean, std, _ = normalize_lib.input_normalization(c)
+    if pretrain_method == "mae":  # MAE's encoder: its sizes and pooling
         m = c.mae
         c.model.update(dict(pool=m.pool, posemb="sincos2d", vit_hidden_dim=m.encoder_hidden_dim,
                             vit_depth=m.encoder_depth, vit_num_heads=m.encoder_heads))
-        mean, std = tuple(m.pixel_mean), tuple(m.pixel_std)
-    if pretrain_method == "ijepa":  # I-JEPA's input normalisation
-        mean, std = tuple(c.ijepa.pixel_mean), tuple(c.ijepa.pixel_std)
     for section in ("moco", "mae", "mlm", "ijepa"):
         if section in c:
             del c[section]
@@ -137,7 +136,7 @@ def classifier_config(pretrain_config, method: str) -> ml_collections.ConfigDict
     c.train.init_from = init_from
     c.classifier = section_defaults()
     c.classifier.pretrain_method = pretrain_method
-    c.classifier.pixel_mean, c.classifier.pixel_std = mean, std
+    c.data.normalize_mean, c.data.normalize_std = mean, std
     c.optim.min_lr = 0.0
     c.optim.warmup_fraction = 0.0
     c.optim.lars_classic_momentum = True
@@ -253,13 +252,8 @@ class _Classifier(ImageMethod):
         self.model = ImageClassifier(backbone=backbone, num_classes=self.num_classes,
                                      frozen=self.frozen, probe=k.head, head_init=k.head_init,
                                      head_init_std=float(k.head_init_std), head=prefix)
-        self.mean = jnp.asarray(tuple(k.pixel_mean) or (0.0,), jnp.float32)
-        self.std = jnp.asarray(tuple(k.pixel_std) or (1.0,), jnp.float32)
 
     # ----- model ------------------------------------------------------------------------
-    def normalize(self, images):
-        return (images - self.mean.reshape(1, 1, 1, -1)) / self.std.reshape(1, 1, 1, -1)
-
     def init(self, key):
         variables = self.model.init(key, self.dummy_input(), train=False)
         return variables["params"], {k: v for k, v in variables.items() if k != "params"}

@@ -249,7 +249,7 @@ class DINO(ImageMethod):
         teacher = model_state["teacher"]
         stats = teacher["batch_stats"]
         variables = {"params": teacher["params"], **({"batch_stats": stats} if stats else {})}
-        return self.net.apply(variables, images, method=MultiCrop.features)
+        return self.net.apply(variables, self.normalize(images), method=MultiCrop.features)
 
 
 __all__ = ["DINO", "dino_config", "MultiCrop", "teacher_temperature"]

@@ -241,13 +241,6 @@ class IJEPA(ImageMethod):
             self.grid, field="ijepa", **self.mask_kwargs)
         cap = int(m.context_budget)
         self.context_budget = min(cap, context_max) if cap > 0 else context_max
-        mean, std = tuple(m.pixel_mean), tuple(m.pixel_std)
-        if len(mean) not in (1, self.channels):
-            raise ValueError(f"config field ijepa.pixel_mean={mean!r} has {len(mean)} values but "
-                             f"data.name={c.data.name!r} images have {self.channels} channel(s); "
-                             f"give 1 or {self.channels} values")
-        self.pixel_mean = jnp.asarray(mean, jnp.float32)
-        self.pixel_std = jnp.asarray(std, jnp.float32)
         encoder = registry.build_backbone(c.model)
         predictor = IJEPAPredictor((self.grid, self.grid), encoder.hidden_dim,
                                    int(m.predictor_dim), int(m.predictor_depth),
@@ -267,10 +260,6 @@ class IJEPA(ImageMethod):
             images = images[:, 0]
         key = jax.random.fold_in(rng.step_key(self.config.seed, "augment", step), 0)
         return aug.augment_batch(rng.example_keys(key, images.shape[0]), images, self.view_cfg)
-
-    def normalize(self, images):
-        return ((images - jnp.broadcast_to(self.pixel_mean, images.shape))
-                / jnp.broadcast_to(self.pixel_std, images.shape))
 
     def masks(self, batch_size: int, step):
         """``(ctx_ids, ctx_valid [B, K_c], tgt_ids, tgt_valid [B, T, K_t])`` of the step's

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jaxssl import rng
 from jaxssl.augment import image as aug
 from jaxssl.augment import views as views_lib
+from jaxssl.data import normalize as normalize_lib
 from jaxssl.methods.base import Method
 
 
@@ -38,6 +39,12 @@ class ImageMethod(Method):
         self.channels = int(data.channels)
         self.view_cfg = self.view_config(config.augment)
         self.spec = self.view_spec(config)
+        mean, std, field = normalize_lib.input_normalization(config)
+        if len(mean) not in (0, 1, self.channels):
+            raise ValueError(f"config field {field}={mean!r} has {len(mean)} values but "
+                             f"data.name={config.data.name!r} images have {self.channels} "
+                             f"channel(s); give 1 or {self.channels} values")
+        self.input_mean, self.input_std = mean, std
 
     def view_config(self, augment_cfg) -> aug.ViewConfig:
         """The on-device :class:`ViewConfig` of ``augment_cfg``, without the crop when the host
@@ -59,11 +66,18 @@ class ImageMethod(Method):
         return views_lib.ViewSpec((views_lib.group_from_config("views", cls.num_views,
                                                                config.augment, size),))
 
+    def normalize(self, images):
+        """The input normalisation (:mod:`jaxssl.data.normalize`, ``data.normalize_*``) of
+        float images in [0, 1] ``[..., C]``; unchanged when the config sets none."""
+        return normalize_lib.normalize_images(images, self.input_mean, self.input_std)
+
     def make_views(self, batch, step) -> dict:
         """``{group: float32 [count, B, S_g, S_g, C]}``: the step's views of ``view_spec``,
-        keyed by (seed, step, example, view); cropped here unless the host cropped them."""
+        keyed by (seed, step, example, view), cropped here unless the host cropped them, and
+        normalised (:meth:`normalize`)."""
         key = rng.step_key(self.config.seed, "augment", step)
-        return views_lib.make_views(self.spec, key, batch, host_cropped=self.data.host_cropped)
+        views = views_lib.make_views(self.spec, key, batch, host_cropped=self.data.host_cropped)
+        return {name: self.normalize(v) for name, v in views.items()}
 
     def two_views(self, batch, step):
         """The first two views ``[B, S, S, C]`` of ``make_views`` in spec order (two-view
@@ -81,4 +95,5 @@ class ImageMethod(Method):
 
     @abc.abstractmethod
     def backbone_features(self, params, model_state, images):
-        """The backbone in eval mode on float images ``[B, S, S, C]`` -> ``[B, D]``."""
+        """The backbone in eval mode on float images ``[B, S, S, C]`` in [0, 1] -> ``[B, D]``
+        (the method normalises them, :meth:`normalize`)."""

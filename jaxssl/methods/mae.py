@@ -172,13 +172,6 @@ class MAE(ImageMethod):
         self.num_patches = grid * grid
         self.mask_ratio = float(m.mask_ratio)
         self.num_masked = patch_masking.num_masked_patches(self.num_patches, self.mask_ratio)
-        mean, std = tuple(m.pixel_mean), tuple(m.pixel_std)
-        if len(mean) not in (1, self.channels):
-            raise ValueError(f"config field mae.pixel_mean={mean!r} has {len(mean)} values but "
-                             f"data.name={c.data.name!r} images have {self.channels} channel(s); "
-                             f"give 1 or {self.channels} values")
-        self.pixel_mean = jnp.asarray(mean, jnp.float32)
-        self.pixel_std = jnp.asarray(std, jnp.float32)
         self.model = build_model(c, self.channels)
 
     # ----- data -------------------------------------------------------------------------
@@ -191,11 +184,6 @@ class MAE(ImageMethod):
             images = images[:, 0]
         key = jax.random.fold_in(rng.step_key(self.config.seed, "augment", step), 0)
         return aug.augment_batch(rng.example_keys(key, images.shape[0]), images, self.view_cfg)
-
-    def normalize(self, images):
-        """``(x - pixel_mean) / pixel_std`` per channel: ``[B, H, W, C]`` float32."""
-        return ((images - jnp.broadcast_to(self.pixel_mean, images.shape))
-                / jnp.broadcast_to(self.pixel_std, images.shape))
 
     def masks(self, batch_size: int, step) -> patch_masking.PatchMask:
         """The step's masks for the ``batch_size`` images of the global batch."""

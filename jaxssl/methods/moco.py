@@ -62,6 +62,7 @@ import ml_collections
 from jaxssl import config as config_lib
 from jaxssl import losses
 from jaxssl.augment import image as aug
+from jaxssl.data import normalize as normalize_lib
 from jaxssl.augment import views as views_lib
 from jaxssl.methods import momentum as momentum_lib
 from jaxssl.methods import shuffle_bn
@@ -260,8 +261,8 @@ class _MoCoBase(ImageMethod):
         return self.teacher.after_update(state, self.online_encoder_params(state.params))
 
     def backbone_features(self, params, model_state, images):
-        return self.encoder.apply(self.online_encoder_variables(params, model_state), images,
-                                  method=Encoder.features)
+        return self.encoder.apply(self.online_encoder_variables(params, model_state),
+                                  self.normalize(images), method=Encoder.features)
 
     def _init_encoder(self, key):
         variables = self.encoder.init(key, self.dummy_input(), train=True)
@@ -413,25 +414,8 @@ class Predicted(nn.Module):
 
 def normalize_input(images, data_cfg):
     """``(x - mean) / std`` per channel with ``data.normalize_mean / normalize_std``
-    (torchvision ``Normalize``, after the augmentation); ``images`` unchanged when they are
-    empty. images: ``[B, H, W, C]`` float in [0, 1] -> float32 ``[B, H, W, C]``."""
-    mean, std = tuple(data_cfg.normalize_mean), tuple(data_cfg.normalize_std)
-    if not mean:
-        return images
-    shape = (1,) * (images.ndim - 1) + (-1,)
-    return ((images - jnp.asarray(mean, jnp.float32).reshape(shape))
-            / jnp.asarray(std, jnp.float32).reshape(shape))
-
-
-def _validate_normalization(config) -> None:
-    from jaxssl.config import fail
-    mean = tuple(config.data.normalize_mean)
-    std = tuple(config.data.normalize_std)
-    if len(mean) != len(std) or len(mean) not in (0, 1, 3):
-        fail("data.normalize_mean", mean, f"data.normalize_mean and data.normalize_std (= {std}) "
-             "need the same length: 0 (no normalisation), 1 or 3 (one per channel)")
-    if std and min(std) <= 0:
-        fail("data.normalize_std", std, "every standard deviation must be > 0")
+    (:func:`jaxssl.data.normalize.normalize_images`, which every image method applies)."""
+    return normalize_lib.normalize_images(images, data_cfg.normalize_mean, data_cfg.normalize_std)
 
 
 class MoCoV3(_MoCoBase):
@@ -449,7 +433,6 @@ class MoCoV3(_MoCoBase):
                  "use 2 (ResNet) or 3 (ViT), as moco-v3")
         if m.predictor_hidden_dim <= 0:
             fail("moco.predictor_hidden_dim", m.predictor_hidden_dim, "use a positive width (4096)")
-        _validate_normalization(config)
 
     def __init__(self, config, mesh, data, total_steps: int):
         super().__init__(config, mesh, data, total_steps)
@@ -485,13 +468,8 @@ class MoCoV3(_MoCoBase):
                         "teacher": {"params": teacher["params"]["encoder"],
                                     "batch_stats": teacher["batch_stats"].get("encoder", {})}}
 
-    def backbone_features(self, params, model_state, images):
-        return super().backbone_features(params, model_state,
-                                         normalize_input(images, self.config.data))
-
     def loss(self, params, model_state, batch, step):
-        view_1, view_2 = (normalize_input(v, self.config.data)
-                          for v in self.two_views(batch, step))
+        view_1, view_2 = self.two_views(batch, step)   # normalised (ImageMethod.make_views)
         online_vars = {"params": params, "batch_stats": model_state["batch_stats"]}
         teacher = jax.lax.stop_gradient(model_state["teacher"])
         teacher_vars = {"params": teacher["params"], "batch_stats": teacher["batch_stats"]}

@@ -204,7 +204,7 @@ class Siamese(ImageMethod):
         stats = model_state["batch_stats"]
         net = {k: v for k, v in params.items() if k != "online_probe"}
         variables = {"params": net, **({"batch_stats": stats} if stats else {})}
-        return self.online.apply(variables, images, method=TwoBranch.features)
+        return self.online.apply(variables, self.normalize(images), method=TwoBranch.features)
 
 
 __all__ = ["Siamese", "TwoBranch", "siamese_config", "apply_train", "embedding_std"]

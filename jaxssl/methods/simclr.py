@@ -95,5 +95,5 @@ class SimCLR(ImageMethod):
         return loss, ({**model_state, **updates}, metrics)
 
     def backbone_features(self, params, model_state, images):
-        return self.model.apply({"params": params, **model_state}, images,
+        return self.model.apply({"params": params, **model_state}, self.normalize(images),
                                 method=BackboneWithHead.features)
