@@ -33,8 +33,9 @@ the pooled feature). Pooling: jaxssl ``pool='cls'`` -> timm ``global_pool='token
 (timm's default for 'avg' would move the norm after the pool); ``'gap_fc_norm'`` (MAE's
 fine-tuned encoders: mean of the last block's patch tokens, then ``fc_norm``) -> ``global_pool=
 'avg', fc_norm=True`` (``fc_norm.{weight,bias}``, no ``norm``). Preprocessing is not part of
-the export: feed the model what jaxssl fed it (images in [0, 1], or for MAE the normalised
-pixels of ``mae.pixel_mean / pixel_std``), in NCHW layout. DINOv2-style options map onto
+the export: feed the model what jaxssl fed it (images in [0, 1], normalised with the run's
+``data.normalize_mean / normalize_std`` when it set them, as MAE, MoCo v3 and the DINO-family
+ImageNet ViT presets do; :mod:`jaxssl.data.normalize`), in NCHW layout. DINOv2-style options map onto
 timm's own: LayerScale (``init_values``), register tokens (``reg_tokens``), SwiGLU
 (``mlp_layer='SwiGLUPacked'``, ``act_layer='silu'``; :func:`build_timm_vit` resolves the
 name); a ``mask_token`` (training only) is not exported.
