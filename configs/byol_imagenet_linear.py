@@ -23,6 +23,7 @@ Deviations: the crop sampler is torchvision's (10 attempts, then a centre crop) 
 BYOL draws once and clamps the box to the image; the host resize is PIL's (antialiased).
 """
 from jaxssl.config import load_preset
+from jaxssl.linear_protocols import imagenet_linear_views
 from jaxssl.methods.classifier import classifier_config
 
 FEATURE_DIM = 2048   # ResNet-50
@@ -32,11 +33,7 @@ def get_config(arg=None):
     c = classifier_config(load_preset("byol_imagenet", arg), "linear_eval")
     c.classifier.update(dict(head="linear", head_init="trunc_normal",
                              head_init_std=FEATURE_DIM ** -0.5))
-    c.augment.update(dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
-                          resize_method="bicubic"))
-    c.data.update(dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                       resize_method="bicubic"))
-    c.eval_crop_fraction = 224 / 256
+    imagenet_linear_views(c, "bicubic")
     c.optim.update(dict(name="sgd", base_lr=0.2, lr_scaling="linear", momentum=0.9,
                         nesterov=True, weight_decay=0.0, warmup_epochs=0.0, schedule="cosine"))
     c.train.update(dict(batch_size=4096, num_epochs=80.0, num_steps=0, log_every_steps=100,

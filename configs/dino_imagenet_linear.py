@@ -17,7 +17,7 @@ Protocol (facebookresearch/dino ``eval_linear.py`` defaults): the teacher's weig
 ViT features: the final-normed [CLS] token of each of the last ``n_last_blocks`` blocks,
 concatenated (``get_intermediate_layers``; 4 for ViT-S, the default), without the
 average-pooled patch tokens (``avgpool_patchtokens`` False for ViT-S; ``:vit_b16`` uses 1 /
-True, the README's ViT-B command); the protocol is jaxssl/vit_linear_protocol.py's;
+True, the README's ViT-B command); the protocol is jaxssl/linear_protocols.py's;
 ResNet-50: the pooled 2048-d output. ``LinearClassifier``: N(0, 0.01^2) weight, zero bias;
 SGD momentum 0.9, lr 0.001 x B/256, weight decay 0, ``CosineAnnealingLR(100, eta_min=0)``
 stepped once per epoch, 100 epochs; RandomResizedCrop(224) + flip for training,
@@ -29,7 +29,7 @@ Deviation: one resample filter serves the training crops and the evaluation resi
 (``data.resize_method``): bicubic here, where DINO trains on bilinear crops.
 """
 from jaxssl.config import load_preset, parse_arg
-from jaxssl.vit_linear_protocol import vit_linear_protocol
+from jaxssl.linear_protocols import vit_linear_protocol
 
 #: pretraining variant -> (n_last_blocks, avgpool_patchtokens): the dino README's commands
 #: (4 / False for ViT-S, the eval_linear.py defaults; 1 / True for ViT-B)

@@ -17,7 +17,7 @@ last 4 blocks and the mean of the last block's patch tokens (``create_linear_inp
 weights, zero bias; SGD momentum 0.9, weight decay 0, lr x B/256, ``CosineAnnealingLR(max_iter,
 eta_min=0)`` stepped every iteration over 10 x 1250 = 12,500 iterations at batch 8 x 128 =
 1024; RandomResizedCrop(224, bicubic) + flip, Resize(256, bicubic) + CenterCrop(224). The
-shared recipe: jaxssl/vit_linear_protocol.py.
+shared recipe: jaxssl/linear_protocols.py.
 Deviations: the reference trains 52 classifiers in one pass (learning rates 1e-5 .. 0.1 x
 ``n_last_blocks`` {1, 4} x ``avgpool`` {False, True}) and reports the best on the validation
 set; this preset is one point of that grid (lr 1e-3), so sweep ``--config.optim.base_lr``,
@@ -26,7 +26,7 @@ compare with the README. ImageNet mean/std input normalisation, as the pretraini
 DINOv2.
 """
 from jaxssl.config import load_preset, parse_arg
-from jaxssl.vit_linear_protocol import vit_linear_protocol
+from jaxssl.linear_protocols import vit_linear_protocol
 
 EPOCH_LENGTH = 1250   # dinov2/eval/linear.py epoch_length (iterations per "epoch")
 

@@ -17,7 +17,7 @@ ViT-B: the last block's [CLS] and the mean of its patch tokens (1, ``LINEAR_AVGP
 is jaxssl's ``avgpool_patchtokens=True``); N(0, 0.01^2) weights, zero bias; SGD momentum 0.9,
 lr 0.001 x B/256, weight decay 0, ``CosineAnnealingLR(100, eta_min=0)`` per epoch, 100 epochs,
 batch 8 x 128 = 1024; RandomResizedCrop(224) + flip, Resize(256, bicubic) + CenterCrop(224).
-The shared recipe: jaxssl/vit_linear_protocol.py.
+The shared recipe: jaxssl/linear_protocols.py.
 Deviations: the README's numbers come from ``eval_linear_multi.py``, which trains 180
 classifiers at once (learning rates 1e-4 .. 9, weight decay 0 / 1e-6, SGD / LARS) and reports
 the best on the validation set; this preset is one point of that sweep (the single-classifier
@@ -25,7 +25,7 @@ script's default), so sweep ``--config.optim.base_lr`` to compare with the READM
 filter (bicubic) serves the training crops and the evaluation resize.
 """
 from jaxssl.config import load_preset, parse_arg
-from jaxssl.vit_linear_protocol import vit_linear_protocol
+from jaxssl.linear_protocols import vit_linear_protocol
 
 #: pretraining variant -> (n_last_blocks, avgpool_patchtokens), as run.sh sets them
 FEATURES = {"vit_s16": (4, False), "vit_b16": (1, True)}

@@ -20,17 +20,14 @@ Deviation: LARC also adapts the classifier's bias (every parameter with a non-ze
 jaxssl's LARS adapts the 2-D kernel only (the bias takes the plain lr step).
 """
 from jaxssl.config import load_preset
+from jaxssl.linear_protocols import imagenet_linear_views
 from jaxssl.methods.classifier import classifier_config
 
 
 def get_config(arg=None):
     c = classifier_config(load_preset("simsiam_imagenet", arg), "linear_eval")
     c.classifier.update(dict(head="linear", head_init="normal", head_init_std=0.01))
-    c.augment.update(dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
-                          resize_method="bilinear"))
-    c.data.update(dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                       resize_method="bilinear"))
-    c.eval_crop_fraction = 224 / 256
+    imagenet_linear_views(c, "bilinear")
     c.optim.update(dict(name="lars", base_lr=0.1, lr_scaling="linear", momentum=0.9,
                         weight_decay=0.0, trust_coefficient=1e-3, lars_classic_momentum=False,
                         warmup_epochs=0.0, schedule="cosine_epoch"))

@@ -18,21 +18,8 @@ eval mode, RandomResizedCrop(224) + flip, Resize(256) + CenterCrop(224) for eval
 (bilinear), ImageNet mean/std.
 """
 from jaxssl.config import load_preset
-from jaxssl.methods.classifier import classifier_config
+from jaxssl.linear_protocols import evaluate_py_protocol
 
 
 def get_config(arg=None):
-    c = classifier_config(load_preset("vicreg_imagenet", arg), "linear_eval")
-    c.classifier.update(dict(head="linear", head_init="normal", head_init_std=0.01))
-    c.augment.update(dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
-                          resize_method="bilinear"))
-    c.data.update(dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                       resize_method="bilinear"))
-    c.eval_crop_fraction = 224 / 256
-    c.optim.update(dict(name="sgd", base_lr=0.02, lr_scaling="none", momentum=0.9,
-                        nesterov=False, weight_decay=1e-6, decay_all_params=True,
-                        warmup_epochs=0.0, schedule="cosine_epoch"))
-    c.train.update(dict(batch_size=256, num_epochs=100.0, num_steps=0, log_every_steps=100,
-                        checkpoint_every_steps=2000))
-    c.eval.batch_size = 1024
-    return c.lock()
+    return evaluate_py_protocol(load_preset("vicreg_imagenet", arg), base_lr=0.02).lock()

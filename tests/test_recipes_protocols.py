@@ -316,7 +316,7 @@ def test_linear_eval_loads_the_teacher_backbone_of_ibot_and_dinov2(preset, tmp_p
     import jax
     from jaxssl import train
     from jaxssl.checkpoint import load_tree
-    from jaxssl.vit_linear_protocol import vit_linear_protocol
+    from jaxssl.linear_protocols import vit_linear_protocol
     tiny = dict(model__vit_hidden_dim=32, model__vit_depth=2, model__vit_num_heads=2,
                 dino__out_dim=32, dino__head_hidden_dim=32, dino__head_bottleneck_dim=16,
                 dino__local_crops_number=2, ibot__patch_out_dim=32, mesh__num_devices=1,
