@@ -237,3 +237,86 @@ def test_dino_full_checkpoint_brings_its_heads_and_teacher(use_bn, tmp_path):
     _close(module.apply(variables, jnp.asarray(x), train=False), want)
     np.testing.assert_array_equal(imported.teacher_params["cls_token"],
                                   imported.params["cls_token"] + 1)
+
+
+# --------------------------------------------------------------------- MAE's decoder
+
+def _mae_sincos_with_cls(embed_dim, grid_size):
+    """MAE util/pos_embed.py ``get_2d_sincos_pos_embed(embed_dim, grid_size, cls_token=True)``."""
+    def from_grid_1d(dim, pos):
+        omega = np.arange(dim // 2, dtype=np.float64)
+        omega /= dim / 2.0
+        omega = 1.0 / 10000 ** omega
+        out = np.einsum("m,d->md", pos.reshape(-1), omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    grid_h = np.arange(grid_size, dtype=np.float32)
+    grid_w = np.arange(grid_size, dtype=np.float32)
+    grid = np.stack(np.meshgrid(grid_w, grid_h), axis=0).reshape([2, 1, grid_size, grid_size])
+    emb = np.concatenate([from_grid_1d(embed_dim // 2, grid[0]),
+                          from_grid_1d(embed_dim // 2, grid[1])], axis=1)
+    return np.concatenate([np.zeros([1, embed_dim]), emb], axis=0)
+
+
+class _TorchMAEDecoder(torch.nn.Module):
+    """facebookresearch/mae ``models_mae.py`` MaskedAutoencoderViT's decoder half
+    (``decoder_embed`` .. ``decoder_pred`` and ``forward_decoder``), with timm's ``Block``."""
+
+    def __init__(self, num_patches, embed_dim, dim, depth, heads, patch_dim):
+        super().__init__()
+        from functools import partial
+
+        from timm.models.vision_transformer import Block
+        self.decoder_embed = torch.nn.Linear(embed_dim, dim, bias=True)
+        self.mask_token = torch.nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        grid = int(num_patches ** 0.5)
+        self.decoder_pos_embed = torch.nn.Parameter(
+            torch.from_numpy(_mae_sincos_with_cls(dim, grid)).float().unsqueeze(0),
+            requires_grad=False)
+        self.decoder_blocks = torch.nn.ModuleList([
+            Block(dim, heads, 4.0, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
+            for _ in range(depth)])
+        self.decoder_norm = torch.nn.LayerNorm(dim, eps=1e-6)
+        self.decoder_pred = torch.nn.Linear(dim, patch_dim, bias=True)
+
+    def forward(self, x, ids_restore):
+        x = self.decoder_embed(x)
+        mask_tokens = self.mask_token.repeat(x.shape[0], ids_restore.shape[1] + 1 - x.shape[1], 1)
+        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        x_ = torch.gather(x_, dim=1, index=ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2]))
+        x = torch.cat([x[:, :1, :], x_], dim=1)
+        x = x + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        x = self.decoder_norm(x)
+        x = self.decoder_pred(x)
+        return x[:, 1:, :]
+
+
+def test_mae_decoder_from_a_pretraining_checkpoint_matches_models_mae(tmp_path):
+    """An MAE pretraining checkpoint (``{"model": encoder + decoder}``, as main_pretrain.py
+    saves it): the imported decoder predicts what MAE's ``forward_decoder`` predicts."""
+    from jaxssl.models.mae import MAEDecoder
+
+    vit = _timm_vit("vit_small_patch16_224", img_size=64, depth=1)   # 4 x 4 patches
+    torch.manual_seed(2)
+    decoder = _TorchMAEDecoder(16, 384, 32, 2, 4, 16 * 16 * 3).eval()
+    with torch.no_grad():
+        for m in decoder.modules():
+            if isinstance(m, torch.nn.LayerNorm):   # non-trivial norms
+                m.weight.copy_(torch.rand_like(m.weight) + 0.5)
+                m.bias.copy_(torch.randn_like(m.bias) * 0.1)
+    state = {**vit.state_dict(), **decoder.state_dict()}
+    torch.save({"model": state, "epoch": 1599}, tmp_path / "mae_pretrain.pth")
+    imported = imports.load_source(str(tmp_path / "mae_pretrain.pth"))
+    assert "decoder" in imported.extra
+    assert not [k for k in imported.dropped if k.startswith("decoder") or k == "mask_token"]
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(3, 1 + 4, 384)).astype(np.float32)     # class token + 4 visible
+    ids_restore = np.stack([rng.permutation(16) for _ in range(3)]).astype(np.int64)
+    with torch.no_grad():
+        want = decoder(torch.from_numpy(latent), torch.from_numpy(ids_restore)).numpy()
+    module = MAEDecoder(grid_hw=(4, 4), patch_dim=16 * 16 * 3, hidden_dim=32, depth=2, num_heads=4)
+    got = module.apply({"params": imported.extra["decoder"]}, jnp.asarray(latent),
+                       jnp.asarray(ids_restore.astype(np.int32)))
+    _close(got, want)
