@@ -54,7 +54,7 @@ def test_resnet50_from_a_moco_v2_checkpoint_matches_torchvision(resnet50, tmp_pa
     sd = {f"module.encoder_q.{k}": v for k, v in resnet50.state_dict().items()}
     sd.update({f"module.encoder_k.{k}": v + 1 for k, v in resnet50.state_dict().items()
                if v.dtype == torch.float32})
-    sd["module.encoder_q.fc.0.weight"] = torch.zeros(2048, 2048)  # MoCo v2's MLP head: dropped
+    sd["module.encoder_q.fc.0.weight"] = torch.zeros(2048, 2048)  # MoCo v2's MLP head: an extra
     path = tmp_path / "checkpoint_0199.pth.tar"
     torch.save({"epoch": 200, "arch": "resnet50", "state_dict": sd}, path)
     imported = imports.load_source(str(path))
@@ -320,3 +320,96 @@ def test_mae_decoder_from_a_pretraining_checkpoint_matches_models_mae(tmp_path):
     got = module.apply({"params": imported.extra["decoder"]}, jnp.asarray(latent),
                        jnp.asarray(ids_restore.astype(np.int32)))
     _close(got, want)
+
+
+# --------------------------------------------------------------- MoCo v3's projector and predictor
+
+def _moco_v3_mlp(num_layers, input_dim, mlp_dim, output_dim, last_bn=True):
+    """facebookresearch/moco-v3 ``moco/builder.py`` ``MoCo._build_mlp``."""
+    mlp = []
+    for layer in range(num_layers):
+        dim1 = input_dim if layer == 0 else mlp_dim
+        dim2 = output_dim if layer == num_layers - 1 else mlp_dim
+        mlp.append(torch.nn.Linear(dim1, dim2, bias=False))
+        if layer < num_layers - 1:
+            mlp.append(torch.nn.BatchNorm1d(dim2))
+            mlp.append(torch.nn.ReLU(inplace=True))
+        elif last_bn:
+            mlp.append(torch.nn.BatchNorm1d(dim2, affine=False))
+    return torch.nn.Sequential(*mlp)
+
+
+def _randomise_bn1d(module, seed):
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def test_moco_v3_checkpoint_brings_projector_predictor_and_key_projector(tmp_path):
+    """A moco-v3 ResNet checkpoint (``MoCo_ResNet``: ``base_encoder.fc`` = projector,
+    ``predictor``, ``momentum_encoder``): the imported heads compute what the torch heads do, and
+    :func:`jaxssl.imports.place` lays them where MoCo v3's state keeps them."""
+    from jaxssl import train
+    from jaxssl.config import load_preset
+    from jaxssl.models import heads
+
+    torch.manual_seed(0)
+    base = torchvision.models.resnet18(weights=None)
+    base.fc = _moco_v3_mlp(2, 512, 64, 16)                  # MoCo_ResNet._build_projector_and_predictor_mlps
+    predictor = _moco_v3_mlp(2, 16, 64, 16, last_bn=False)
+    momentum = torchvision.models.resnet18(weights=None)
+    momentum.fc = _moco_v3_mlp(2, 512, 64, 16)
+    for resnet in (base, momentum):   # digits have one channel
+        resnet.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    for i, module in enumerate((base, predictor, momentum)):
+        _randomise_bn(module, i)
+        _randomise_bn1d(module, 10 + i)
+    sd = {**{f"module.base_encoder.{k}": v for k, v in base.state_dict().items()},
+          **{f"module.momentum_encoder.{k}": v for k, v in momentum.state_dict().items()},
+          **{f"module.predictor.{k}": v for k, v in predictor.state_dict().items()}}
+    torch.save({"epoch": 100, "arch": "resnet18", "state_dict": sd}, tmp_path / "r18.pth.tar")
+    imported = imports.load_source(str(tmp_path / "r18.pth.tar"))
+    assert imported.entries == {"online": "state_dict/module.base_encoder.",
+                                "teacher": "module.momentum_encoder."}
+    assert set(imported.extra) == {"projector", "predictor"} and set(imported.teacher_extra) == {"projector"}
+    assert not [k for k in imported.dropped if ".fc." in k or "predictor" in k], imported.dropped
+
+    x = np.random.default_rng(0).normal(size=(3, 512)).astype(np.float32)
+    y = np.random.default_rng(1).normal(size=(3, 16)).astype(np.float32)
+    for name, torch_head, jax_head, extra, stats, inp in (
+            ("projector", base.fc.eval(), heads.mocov3_projector(64, 16), imported.extra,
+             imported.extra_stats, x),
+            ("predictor", predictor.eval(), heads.mocov3_predictor(64, 16, last_bn=False),
+             imported.extra, imported.extra_stats, y),
+            ("projector", momentum.fc.eval(), heads.mocov3_projector(64, 16),
+             imported.teacher_extra, imported.teacher_extra_stats, x)):
+        with torch.no_grad():
+            want = torch_head(torch.from_numpy(inp)).numpy()
+        got = jax_head.apply({"params": extra[name], "batch_stats": stats[name]},
+                             jnp.asarray(inp), train=False)
+        _close(got, want)
+
+    config = load_preset("moco_digits", "v3", model__backbone="resnet18", model__stem="imagenet",
+                         model__head_hidden_dim=64, model__head_output_dim=16,
+                         moco__predictor_hidden_dim=64,
+                         mesh__num_devices=1, eval__enabled=False)
+    setup = train.Setup(config)
+    params, model_state = jax.jit(setup.method.init)(jax.random.key(0))
+    params, model_state, report = imports.place(imported, jax.device_get(params),
+                                                jax.device_get(model_state))
+    assert report["not_placed"] == [] and report["initialised"] == [], report
+    np.testing.assert_array_equal(params["predictor"]["dense_1"]["kernel"],
+                                  imported.extra["predictor"]["dense_1"]["kernel"])
+    np.testing.assert_array_equal(params["encoder"]["projector"]["dense_0"]["kernel"],
+                                  imported.extra["projector"]["dense_0"]["kernel"])
+    np.testing.assert_array_equal(
+        model_state["teacher"]["params"]["projector"]["dense_0"]["kernel"],
+        imported.teacher_extra["projector"]["dense_0"]["kernel"])
+    np.testing.assert_array_equal(
+        model_state["teacher"]["batch_stats"]["projector"]["bn_1"]["var"],
+        imported.teacher_extra_stats["projector"]["bn_1"]["var"])

@@ -67,6 +67,39 @@ def _convert(fmt: str, sd: dict, grid: int | None):
     return params, {}, {}, {}, dropped
 
 
+#: online prefix -> (where its projector sits under it, where the predictor sits): MoCo v2
+#: (``encoder_q.fc``: the MLP head), MoCo v3 (``base_encoder.fc`` (ResNet) or ``.head`` (ViT):
+#: ``_build_mlp``; ``predictor`` beside the encoders)
+MOCO_HEADS = {"module.encoder_q.": ("module.encoder_q.", None),
+              "encoder_q.": ("encoder_q.", None),
+              "module.base_encoder.": ("module.base_encoder.", "module.predictor."),
+              "base_encoder.": ("base_encoder.", "predictor.")}
+
+
+def _mlp_heads(sd: dict, prefix: str, fmt: str, teacher_prefix: str | None = None):
+    """MoCo's projector (and predictor) as extras: ``(extra, extra_stats, teacher_extra,
+    teacher_extra_stats, their key prefixes)``; empty where the checkpoint has none."""
+    if prefix not in MOCO_HEADS:
+        return {}, {}, {}, {}, []
+    sub = "fc." if fmt == "resnet" else "head."
+    online, predictor = MOCO_HEADS[prefix]
+    extra, stats, t_extra, t_stats, used = {}, {}, {}, {}, []
+    for name, key, dest, dest_stats in (
+            ("projector", online + sub, extra, stats),
+            ("predictor", predictor, extra, stats),
+            ("projector", (teacher_prefix or "") + sub if teacher_prefix else None, t_extra, t_stats)):
+        if key is None:
+            continue
+        head = convert.sequential_mlp(convert.strip_prefix(sd, key))
+        if head is None:
+            continue
+        dest[name] = head[0]
+        if head[1]:
+            dest_stats[name] = head[1]
+        used.append(key)
+    return extra, stats, t_extra, t_stats, used
+
+
 def _head(sd: dict, prefix: str) -> tuple[dict, dict, str | None]:
     """DINO's projection head beside a ``backbone.`` prefix: ``(params, stats, its prefix)``."""
     if not prefix.endswith("backbone."):
@@ -113,12 +146,22 @@ def load_source(src: str, fmt: str | None = None, *, allow_pickle: bool = False,
     elif prefix in TEACHER_PREFIXES and any(k.startswith(TEACHER_PREFIXES[prefix]) for k in sd):
         teacher_sd, teacher_prefix = sd, TEACHER_PREFIXES[prefix]
         out.dropped = [k for k in out.dropped if not k.startswith(teacher_prefix)]
+    if fmt in ("resnet", "vit"):  # MoCo's projector / predictor (and the key encoder's projector)
+        extra, stats, t_extra, t_stats, used = _mlp_heads(
+            sd, prefix, fmt, teacher_prefix if teacher_sd is sd else None)
+        out.extra.update(extra)
+        out.extra_stats.update(stats)
+        out.teacher_extra.update(t_extra)
+        out.teacher_extra_stats.update(t_stats)
+        out.dropped = [k for k in out.dropped if not any(k.startswith(u) for u in used)]
     if teacher_sd is not None:
         t_params, t_stats, _, _, _ = _convert(fmt, convert.strip_prefix(teacher_sd,
                                                                          teacher_prefix), grid)
         out.teacher_params, out.teacher_batch_stats = t_params, t_stats
         if fmt == "vit":
-            out.teacher_extra, out.teacher_extra_stats, _ = _head(teacher_sd, teacher_prefix)
+            t_head, t_head_stats, _ = _head(teacher_sd, teacher_prefix)
+            out.teacher_extra.update(t_head)
+            out.teacher_extra_stats.update(t_head_stats)
         out.entries["teacher"] = f"{teacher_entry + '/' if teacher_entry else ''}{teacher_prefix}"
     if fmt == "bert":
         out.extra = {k: params.pop(k) for k in ("cls", "pooler") if k in params}
@@ -282,21 +325,30 @@ def place(imported: Imported, params: dict, model_state: dict) -> tuple[dict, di
 
 def _place_extras(target, parent: tuple, extras: dict, root: str, imported: Imported,
                   loaded: list, skipped: list):
-    """Each extra subtree (a head, MAE's decoder, BERT's MLM head) at ``parent + (name,)`` of
-    ``target`` where the preset has it with the same structure; otherwise it is reported in
-    ``skipped`` (the preset's own part keeps its initialisation)."""
+    """Each extra subtree (a head, MAE's decoder, BERT's MLM head, MoCo's projector and
+    predictor) at ``name`` beside the encoder: under ``parent`` or, failing that, the nearest
+    ancestor of it that has ``name`` (MoCo v3's predictor sits beside the whole encoder), where
+    the preset has it with the same structure; otherwise it is reported in ``skipped`` (the
+    preset's own part keeps its initialisation)."""
     import flax
 
-    for name, tree in extras.items():
+    def holds(path):
         node = flax.core.unfreeze(target)
         try:
-            for key in parent + (name,):
+            for key in path:
                 node = node[key]
         except (KeyError, TypeError):
+            return False
+        return True
+
+    for name, tree in extras.items():
+        where = next((parent[:i] + (name,) for i in range(len(parent), -1, -1)
+                      if holds(parent[:i] + (name,))), None)
+        if where is None:
             skipped.append(f"{name} (the preset has no {'/'.join(parent + (name,))})")
             continue
         try:
-            target = overlay(target, parent + (name,), tree, f"{name} of {imported.source}",
+            target = overlay(target, where, tree, f"{name} of {imported.source}",
                              loaded, root)
         except ValueError as e:
             skipped.append(f"{name} ({e})")

@@ -257,6 +257,33 @@ def dino_head(sd: Mapping[str, np.ndarray]) -> tuple[dict, dict] | None:
     return params, stats
 
 
+def sequential_mlp(sd: Mapping[str, np.ndarray]) -> tuple[dict, dict] | None:
+    """``(params, batch_stats)`` of :class:`jaxssl.models.heads.ProjectionHead` from a torch
+    ``nn.Sequential`` of Linear / BatchNorm1d / ReLU layers (keys ``<i>.weight``, ...), as MoCo
+    v2's MLP ``fc`` and MoCo v3's ``_build_mlp`` projector and predictor save them, or None
+    when ``sd`` holds no such layers. Linear number ``n`` becomes ``dense_n`` (kernel
+    transposed, bias if any); a BatchNorm1d after it becomes ``bn_n`` (scale / bias only when
+    affine) with its running mean / variance in ``batch_stats``."""
+    indices = sorted({int(m.group(1)) for k in sd if (m := re.match(r"(\d+)\.weight$", k))}
+                     | {int(m.group(1)) for k in sd if (m := re.match(r"(\d+)\.running_mean$", k))})
+    if not indices:
+        return None
+    params: dict = {}
+    stats: dict = {}
+    linear = 0
+    for i in indices:
+        key = str(i)
+        if f"{key}.running_mean" in sd:  # BatchNorm1d after Linear number linear - 1
+            if f"{key}.weight" in sd:
+                params[f"bn_{linear - 1}"] = _norm(sd, key)
+            stats[f"bn_{linear - 1}"] = {"mean": np.asarray(sd[f"{key}.running_mean"], np.float32),
+                                         "var": np.asarray(sd[f"{key}.running_var"], np.float32)}
+        else:
+            params[f"dense_{linear}"] = _linear(sd, key)
+            linear += 1
+    return params, stats
+
+
 # ------------------------------------------------------------------------------------- BERT
 
 def bert(sd: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
