@@ -281,3 +281,33 @@ def test_linear_eval_loads_the_target_encoder(tmp_path):
                    zip(jax.tree.leaves(teacher), jax.tree.leaves(stored["params"]["encoder"])))
     for a, b in zip(jax.tree.leaves(teacher), jax.tree.leaves(probe["params"]["backbone"])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the target encoder, frozen
+
+
+def test_predictor_remat_keeps_values_gradients_and_parameter_names():
+    """``model.remat`` reaches the predictor's blocks (at ViT-H scale its activations are a large
+    part of the step's memory) without changing what it computes."""
+    from jaxssl.models.ijepa_predictor import IJEPAPredictor
+    rng = np.random.default_rng(0)
+    batch, targets, k_c, k_t, dim = 2, 3, 6, 4, 16
+    ctx = jnp.asarray(rng.normal(size=(batch, k_c, dim)), jnp.float32)
+    ctx_ids = jnp.asarray(rng.integers(0, 16, (batch, k_c)), jnp.int32)
+    ctx_valid = jnp.ones((batch, k_c), bool).at[0, -1].set(False)
+    tgt_ids = jnp.asarray(rng.integers(0, 16, (batch, targets, k_t)), jnp.int32)
+    tgt_valid = jnp.ones((batch, targets, k_t), bool).at[1, 0, -1].set(False)
+    args = (ctx, ctx_ids, ctx_valid, tgt_ids, tgt_valid)
+    plain = IJEPAPredictor((4, 4), dim, hidden_dim=8, depth=2, num_heads=2)
+    params = plain.init(jax.random.key(0), *args)
+    for policy in ("full", "dots"):
+        remat = plain.clone(remat=policy)
+        assert (jax.tree.structure(remat.init(jax.random.key(0), *args))
+                == jax.tree.structure(params))
+
+        def loss(module):
+            return lambda p: jnp.sum(module.apply(p, *args) ** 2)
+        want, want_g = jax.value_and_grad(loss(plain))(params)
+        got, got_g = jax.value_and_grad(loss(remat))(params)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    setup = setup_of(model__remat="full")
+    assert setup.method.model.predictor.remat == "full"

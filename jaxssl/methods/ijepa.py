@@ -244,7 +244,8 @@ class IJEPA(ImageMethod):
         encoder = registry.build_backbone(c.model)
         predictor = IJEPAPredictor((self.grid, self.grid), encoder.hidden_dim,
                                    int(m.predictor_dim), int(m.predictor_depth),
-                                   int(m.predictor_heads) or encoder.num_heads, dtype=dtype)
+                                   int(m.predictor_heads) or encoder.num_heads, dtype=dtype,
+                                   remat=str(c.model.remat))
         self.model = JointEmbeddingPredictive(encoder=encoder, predictor=predictor)
         t = c.teacher
         self.teacher = LinearEmaTeacher(float(t.momentum), float(t.momentum_final),

@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxssl.augment.patch_masking import gather_patches
+from jaxssl.models.remat import remat_block
 from jaxssl.models.vit import (LN_EPSILON, SelfAttention, VisionTransformer,
                                sincos_2d_position_embedding)
 
@@ -153,6 +154,9 @@ class IJEPAPredictor(nn.Module):
       hidden_dim, depth, num_heads: the predictor's width d, blocks and heads (I-JEPA ViT-H/14:
         384, 12, 16 -- the encoder's head count).
       dtype: compute dtype; params float32.
+      remat: rematerialisation of each block (``model.remat``: 'none' | 'full' | 'dots'), as
+        the encoder's; the predictor runs on ``T x (K_c + K_t)`` rows per image, so at ViT-H
+        scale its activations are a large part of the step's memory.
     """
     grid_hw: tuple[int, int]
     embed_dim: int
@@ -160,6 +164,7 @@ class IJEPAPredictor(nn.Module):
     depth: int = 12
     num_heads: int = 16
     dtype: Any = jnp.float32
+    remat: str = "none"
 
     @nn.compact
     def __call__(self, context, ctx_ids, ctx_valid, tgt_ids, tgt_valid):
@@ -179,9 +184,10 @@ class IJEPAPredictor(nn.Module):
         seq = seq.reshape(batch * num_targets, k_c + k_t, d)
         valid = jnp.concatenate([jnp.broadcast_to(ctx_valid[:, None], (batch, num_targets, k_c)),
                                  tgt_valid], axis=2).reshape(batch * num_targets, k_c + k_t)
+        block_cls = remat_block(PredictorBlock, self.remat)
         for i in range(self.depth):
-            seq = PredictorBlock(self.num_heads, 4 * d, i + 1, self.dtype,
-                                 name=f"predictor_blocks_{i}")(seq, valid)
+            seq = block_cls(self.num_heads, 4 * d, i + 1, self.dtype,
+                            name=f"predictor_blocks_{i}")(seq, valid)
         seq = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, param_dtype=jnp.float32,
                            name="predictor_norm")(seq)
         out = nn.Dense(self.embed_dim, kernel_init=trunc_normal_init(), dtype=self.dtype,
