@@ -243,19 +243,9 @@ def test_dino_full_checkpoint_brings_its_heads_and_teacher(use_bn, tmp_path):
 
 def _mae_sincos_with_cls(embed_dim, grid_size):
     """MAE util/pos_embed.py ``get_2d_sincos_pos_embed(embed_dim, grid_size, cls_token=True)``."""
-    def from_grid_1d(dim, pos):
-        omega = np.arange(dim // 2, dtype=np.float64)
-        omega /= dim / 2.0
-        omega = 1.0 / 10000 ** omega
-        out = np.einsum("m,d->md", pos.reshape(-1), omega)
-        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
-
-    grid_h = np.arange(grid_size, dtype=np.float32)
-    grid_w = np.arange(grid_size, dtype=np.float32)
-    grid = np.stack(np.meshgrid(grid_w, grid_h), axis=0).reshape([2, 1, grid_size, grid_size])
-    emb = np.concatenate([from_grid_1d(embed_dim // 2, grid[0]),
-                          from_grid_1d(embed_dim // 2, grid[1])], axis=1)
-    return np.concatenate([np.zeros([1, embed_dim]), emb], axis=0)
+    from test_recipes_v3_mae_bert import mae_get_2d_sincos_pos_embed
+    return np.concatenate([np.zeros([1, embed_dim]),
+                           mae_get_2d_sincos_pos_embed(embed_dim, grid_size)], axis=0)
 
 
 class _TorchMAEDecoder(torch.nn.Module):
