@@ -237,19 +237,7 @@ def dino_head(sd: Mapping[str, np.ndarray]) -> tuple[dict, dict] | None:
     if v is None:
         return None
     g = sd.get("last_layer.weight_g", sd.get("last_layer.parametrizations.weight.original0"))
-    indices = sorted({int(m.group(1)) for k in sd if (m := re.match(r"mlp\.(\d+)\.weight$", k))})
-    params: dict = {}
-    stats: dict = {}
-    linear = 0
-    for i in indices:
-        key = f"mlp.{i}"
-        if f"{key}.running_mean" in sd:  # BatchNorm1d after Linear number linear - 1
-            params[f"bn_{linear - 1}"] = _norm(sd, key)
-            stats[f"bn_{linear - 1}"] = {"mean": np.asarray(sd[f"{key}.running_mean"], np.float32),
-                                         "var": np.asarray(sd[f"{key}.running_var"], np.float32)}
-        else:
-            params[f"mlp_{linear}"] = _linear(sd, key)
-            linear += 1
+    params, stats = sequential_mlp(strip_prefix(sd, "mlp."), linear_name="mlp") or ({}, {})
     last = {"kernel_v": np.ascontiguousarray(np.asarray(v, np.float32).T)}
     if g is not None and not np.allclose(np.asarray(g), 1.0):
         last["kernel_g"] = np.asarray(g, np.float32).reshape(-1)
@@ -257,11 +245,13 @@ def dino_head(sd: Mapping[str, np.ndarray]) -> tuple[dict, dict] | None:
     return params, stats
 
 
-def sequential_mlp(sd: Mapping[str, np.ndarray]) -> tuple[dict, dict] | None:
+def sequential_mlp(sd: Mapping[str, np.ndarray],
+                   linear_name: str = "dense") -> tuple[dict, dict] | None:
     """``(params, batch_stats)`` of :class:`jaxssl.models.heads.ProjectionHead` from a torch
     ``nn.Sequential`` of Linear / BatchNorm1d / ReLU layers (keys ``<i>.weight``, ...), as MoCo
     v2's MLP ``fc`` and MoCo v3's ``_build_mlp`` projector and predictor save them, or None
-    when ``sd`` holds no such layers. Linear number ``n`` becomes ``dense_n`` (kernel
+    when ``sd`` holds no such layers. Linear number ``n`` becomes ``dense_n`` (``linear_name``:
+DINO's head names them ``mlp_n``; kernel
     transposed, bias if any); a BatchNorm1d after it becomes ``bn_n`` (scale / bias only when
     affine) with its running mean / variance in ``batch_stats``."""
     indices = sorted({int(m.group(1)) for k in sd if (m := re.match(r"(\d+)\.weight$", k))}
@@ -279,7 +269,7 @@ def sequential_mlp(sd: Mapping[str, np.ndarray]) -> tuple[dict, dict] | None:
             stats[f"bn_{linear - 1}"] = {"mean": np.asarray(sd[f"{key}.running_mean"], np.float32),
                                          "var": np.asarray(sd[f"{key}.running_var"], np.float32)}
         else:
-            params[f"dense_{linear}"] = _linear(sd, key)
+            params[f"{linear_name}_{linear}"] = _linear(sd, key)
             linear += 1
     return params, stats
 
